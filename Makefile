@@ -1,0 +1,25 @@
+# Ko-Radiology-GPT: `make setup` once, then `make test`. Every target works offline after setup.
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+
+.PHONY: setup test quality bench
+
+setup: $(INSTALLED)
+	$(PYTHON) -m ko_radiology.models prepare
+
+# Re-installs only when requirements.txt changes, so a second `make setup` takes seconds.
+$(INSTALLED): requirements.txt
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --requirement requirements.txt
+	touch $(INSTALLED)
+
+test: setup
+	$(PYTHON) -m pytest
+
+quality: $(INSTALLED)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: setup
+	@for script in bench/*.py; do echo "== $$script"; $(PYTHON) $$script || exit 1; done

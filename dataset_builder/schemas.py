@@ -1,0 +1,66 @@
+"""`Features` of every config, in one place: the builder declares them, the exporter writes them, tests compare."""
+
+import datasets
+
+SECTION_NAMES = (
+    "examination",
+    "indication",
+    "history",
+    "technique",
+    "comparison",
+    "findings",
+    "impression",
+    "recommendations",
+    "notification",
+    "addendum",
+)
+"""Canonical section names, in report order. HISTORY stays its own section (MIMIC uses it instead of, or beside,
+INDICATION); `RECOMMENDATION(S)` becomes `recommendations`."""
+
+MESSAGE = {"role": datasets.Value("string"), "content": datasets.Value("string")}
+
+NOTES = datasets.Features(
+    {
+        "study_id": datasets.Value("string"),
+        "patient_id": datasets.Value("string"),
+        "source_path": datasets.Value("string"),
+        "text": datasets.Value("string"),
+        **{name: datasets.Value("string") for name in SECTION_NAMES},
+        "other_sections": datasets.List({"name": datasets.Value("string"), "text": datasets.Value("string")}),
+        "parse_flags": datasets.List(datasets.Value("string")),
+    }
+)
+
+TRANSLATION = datasets.Features(
+    {
+        "study_id": datasets.Value("string"),
+        "patient_id": datasets.Value("string"),
+        "sections": datasets.List(
+            {"name": datasets.Value("string"), "en": datasets.Value("string"), "ko": datasets.Value("string")}
+        ),
+        "report_en": datasets.Value("string"),
+        "report_ko": datasets.Value("string"),
+        "translator_backend": datasets.Value("string"),
+        "translator_model": datasets.Value("string"),
+        "hangul_ratio": datasets.Value("float32"),
+        "quality_flags": datasets.List(datasets.Value("string")),
+    }
+)
+
+QA = datasets.Features(
+    {
+        "id": datasets.Value("string"),
+        "study_id": datasets.Value("string"),
+        "patient_id": datasets.Value("string"),
+        "report_ko": datasets.Value("string"),
+        "task": datasets.Value("string"),
+        "instruction": datasets.Value("string"),
+        "answer": datasets.Value("string"),
+        "answerable": datasets.Value("bool"),
+        "messages": datasets.List(MESSAGE),
+        "generator_model": datasets.Value("string"),
+        "split": datasets.Value("string"),
+    }
+)
+
+FEATURES = {"notes": NOTES, "translation": TRANSLATION, "qa": QA}

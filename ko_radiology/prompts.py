@@ -1,0 +1,40 @@
+"""The one prompt format: how a Korean report and an instruction become chat messages.
+
+The dataset builder writes `messages` with it, training learns from it, the Space and eval ask with it. Changing it
+here changes it everywhere, which is the point: a model is only as good as the agreement between the format it was
+trained on and the one it is served with.
+"""
+
+TASK_TYPES = ("질문 답변", "축약어 확장", "바꾸어 말하기", "요약")
+"""The four instruction types of the original project: question answering, abbreviation expansion, paraphrase for
+a patient, summarization."""
+
+SYSTEM_PROMPT = (
+    "당신은 흉부 X선 판독문을 설명하는 한국어 의료 보조 AI입니다. "
+    "주어진 판독문에 적힌 내용만 근거로 정확하게, 세 문장 이내로, "
+    "의료인이 아닌 사람도 이해할 수 있게 한국어로 답하세요. "
+    "판독문으로 답할 수 없는 질문에는 판독문에 해당 정보가 없다고 답하세요. "
+    "이 답변은 연구용이며 의학적 진단을 대신하지 않습니다."
+)
+
+
+def format_user_turn(report: str, instruction: str) -> str:
+    """The user turn: the report first, so that several questions about one report share a prompt prefix."""
+    return f"[판독문]\n{report.strip()}\n\n[요청]\n{instruction.strip()}"
+
+
+def build_messages(report: str, instruction: str, answer: str | None = None) -> list[dict[str, str]]:
+    """Chat messages for one example; with `answer` for training, without it for generation.
+
+    Args:
+        report: The Korean radiology report (sections joined by blank lines).
+        instruction: The question or task in Korean.
+        answer: The reference answer; omitted when asking a model.
+    """
+    messages = [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": format_user_turn(report, instruction)},
+    ]
+    if answer is not None:
+        messages.append({"role": "assistant", "content": answer.strip()})
+    return messages

@@ -1,0 +1,101 @@
+"""The hand-written sample corpus is complete and consistent (it is the gold standard every stage is tested on)."""
+
+import json
+import re
+from collections import Counter
+
+import pytest
+
+from dataset_builder.glossary import Glossary
+from dataset_builder.gold import SAMPLE_DIR, load_gold_qa, load_gold_translations, read_jsonl
+from dataset_builder.sections import parse_report
+from ko_radiology.prompts import TASK_TYPES
+from ko_radiology.text_checks import is_mostly_korean
+
+REPORT_PATH = re.compile(r"files/p(\d{2})/p\1\d{6}/s5\d{7}\.txt")
+REPORTS = sorted(SAMPLE_DIR.glob("files/p*/p*/s*.txt"))
+TRANSLATIONS = load_gold_translations(SAMPLE_DIR)
+QA = load_gold_qa(SAMPLE_DIR)
+SPLITS = json.loads((SAMPLE_DIR / "splits.json").read_text())
+SENTENCE_END = re.compile(r"[.?!](?=\s|$)")
+
+
+def test_enough_reports_in_the_mimic_tree_layout():
+    assert len(REPORTS) >= 60
+    for path in REPORTS:
+        assert REPORT_PATH.fullmatch(path.relative_to(SAMPLE_DIR).as_posix()), path
+
+
+@pytest.mark.parametrize("path", REPORTS, ids=lambda p: p.stem)
+def test_report_parses_with_its_headers_and_has_translation_and_four_tasks(path):
+    text = path.read_text(encoding="utf-8")
+    assert text.splitlines()[0].strip() == "FINAL REPORT"
+    parsed = parse_report(text)
+    assert parsed.sections, "no section found"
+    assert not parsed.other_sections
+    assert set(TRANSLATIONS[path.stem]) == set(parsed.sections)
+    assert {record["task"] for record in QA[path.stem]} == set(TASK_TYPES)
+
+
+def test_layouts_vary_like_mimic():
+    parsed = [parse_report(path.read_text(encoding="utf-8")) for path in REPORTS]
+    assert sum("impression_only" in report.flags for report in parsed) >= 3
+    assert sum("history" in report.sections for report in parsed) >= 5
+    assert sum("technique" not in report.sections for report in parsed) >= 5
+    for extra in ("recommendations", "notification", "addendum"):
+        assert sum(extra in report.sections for report in parsed) >= 1, extra
+    assert sum("___" in path.read_text() for path in REPORTS) >= 50
+
+
+def test_translations_are_mostly_korean():
+    for study_id, sections in TRANSLATIONS.items():
+        for name, korean in sections.items():
+            if name != "examination":  # exam names stay English: "CHEST (PA AND LAT)"
+                assert is_mostly_korean(korean), (study_id, name, korean)
+
+
+def test_qa_records_are_korean_grounded_and_short():
+    records = [record for records in QA.values() for record in records]
+    ids = [record["id"] for record in records]
+    assert len(ids) == len(set(ids))
+    assert set(QA) == set(TRANSLATIONS) == {path.stem for path in REPORTS}
+    for record in records:
+        assert is_mostly_korean(record["instruction"]) and is_mostly_korean(record["answer"]), record["id"]
+        assert len(SENTENCE_END.findall(record["answer"])) <= 3, record["id"]
+    assert Counter(record["answerable"] for record in records)[False] >= 5
+
+
+def test_unanswerable_questions_are_answered_by_saying_so():
+    for records in QA.values():
+        for record in records:
+            if not record["answerable"]:
+                assert record["task"] == "질문 답변"
+                assert re.search(r"없|알 수 없|답변할 수|확인할 수", record["answer"]), record["id"]
+
+
+def test_splits_are_disjoint_cover_every_report_and_hold_out_a_test_set():
+    assigned = [study for split in ("train", "validation", "test") for study in SPLITS[split]]
+    assert len(assigned) == len(set(assigned))
+    assert set(assigned) == {path.stem for path in REPORTS}
+    assert len(SPLITS["test"]) >= 15
+    patients = {path.stem: path.parent.name for path in REPORTS}
+    by_split = {split: {patients[study] for study in SPLITS[split]} for split in SPLITS}
+    assert not by_split["train"] & by_split["test"], "a patient's studies straddle train and test"
+
+
+def test_glossary_is_large_and_covers_every_expanded_abbreviation():
+    glossary = Glossary.from_tsv()
+    assert len(glossary) >= 200
+    assert sum(entry.expansion != "" for entry in glossary.entries.values()) >= 40
+    for study_id, records in QA.items():
+        for record in records:
+            for abbreviation in record["expanded_abbreviations"]:
+                assert abbreviation in glossary, (study_id, abbreviation)
+                assert abbreviation in record["answer"]
+
+
+def test_sample_is_labelled_synthetic_and_licensed():
+    readme = (SAMPLE_DIR / "README.md").read_text()
+    assert "synthetic" in readme.lower() and "CC BY 4.0" in readme
+    assert (SAMPLE_DIR / "LICENSE").is_file()
+    assert read_jsonl(SAMPLE_DIR / "gold" / "qa.jsonl")
