@@ -93,9 +93,9 @@ def parse_report(text: str) -> ParsedReport:
     preamble = unwrap(_FINAL_REPORT.sub("", text[:preamble_end]))
     if preamble:
         parsed.other_sections.append({"name": "preamble", "text": preamble})
-    for match, following in zip(headers, headers[1:] + [None], strict=True):
-        body = unwrap(text[match.end() : following.start() if following else len(text)])
-        _add_section(parsed, match.group(1), body)
+    ends = [match.start() for match in headers[1:]] + [len(text)] if headers else []
+    for match, end in zip(headers, ends, strict=True):
+        _add_section(parsed, match.group(1), unwrap(text[match.end() : end]))
     if not headers:
         parsed.flags.append("no_sections_found")
     elif set(parsed.sections) == {"impression"}:
@@ -114,6 +114,25 @@ def _add_section(parsed: ParsedReport, header: str, body: str) -> None:
         parsed.sections[name] = body
 
 
-def join_sections(sections: dict[str, str]) -> str:
-    """A report's sections in canonical order, as one text (blank line between sections)."""
-    return "\n\n".join(sections[name] for name in SECTION_NAMES if sections.get(name))
+SECTION_LABELS = {
+    "en": {name: name.upper() for name in SECTION_NAMES},
+    "ko": {
+        "examination": "검사",
+        "indication": "검사 사유",
+        "history": "병력",
+        "technique": "촬영 방법",
+        "comparison": "비교",
+        "findings": "소견",
+        "impression": "결론",
+        "recommendations": "권고",
+        "notification": "통보",
+        "addendum": "추가 소견",
+    },
+}
+
+
+def join_sections(sections: dict[str, str], language: str) -> str:
+    """A report's sections in canonical order as one labelled text ("소견: ...", blank line between sections), so a
+    reader (or a model) can tell the impression from the comparison."""
+    labels = SECTION_LABELS[language]
+    return "\n\n".join(f"{labels[name]}: {sections[name]}" for name in SECTION_NAMES if sections.get(name))

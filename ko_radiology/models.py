@@ -13,9 +13,9 @@ import argparse
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
+
+from ko_radiology.atomic_io import replace_dir
 
 BASE_MODEL_DIRNAME = "gemma-3-270m"
 TINY_MODEL_DIRNAME = "tiny-gemma3"
@@ -61,20 +61,6 @@ def assemble_gguf() -> Path:
     return gguf_path
 
 
-def save_atomically(folder: Path, save) -> Path:
-    """Run `save(tmp_dir)` and move the result into place, so an interrupted run leaves no half-written model."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    try:
-        save(tmp_dir)
-        if folder.exists():
-            shutil.rmtree(folder)
-        tmp_dir.rename(folder)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-    return folder
-
-
 def prepare_base_model(force: bool = False) -> Path:
     """Convert the embedded GGUF into an HF folder once; later calls return the folder at once."""
     folder = model_path("base")
@@ -100,7 +86,7 @@ def prepare_base_model(force: bool = False) -> Path:
         marker = {"source": gguf_path.name, "sha256": sha256_of(gguf_path)}
         (tmp_dir / PREPARED_MARKER).write_text(json.dumps(marker, indent=2))
 
-    return save_atomically(folder, save)
+    return replace_dir(folder, save)
 
 
 def prepare_tiny_model(force: bool = False) -> Path:
@@ -135,7 +121,7 @@ def prepare_tiny_model(force: bool = False) -> Path:
         tokenizer.save_pretrained(tmp_dir)
         (tmp_dir / PREPARED_MARKER).write_text(json.dumps({"source": "random init, seed 0"}, indent=2))
 
-    return save_atomically(folder, save)
+    return replace_dir(folder, save)
 
 
 def load_model_and_tokenizer(path: str | Path, dtype: str = "auto"):

@@ -1,0 +1,88 @@
+"""Every knob of a build, declared once with its default and help; the CLI and a YAML file both fill it."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ko_radiology.prompts import TASK_TYPES
+
+CONFIG_NAMES = ("notes", "translation", "qa")
+TRANSLATORS = ("llm", "hf", "gold")
+GENERATORS = ("llm", "gold")
+
+
+def _help(text: str) -> dict:
+    return {"help": text}
+
+
+@dataclass
+class BuildOptions:
+    """What to read, which configs to build, and which backends translate and generate."""
+
+    data_dir: str = field(metadata=_help("Folder with files/pNN/... (MIMIC-CXR), a folder of .txt, or a CSV."))
+    out: str = field(default="out/build", metadata=_help("Where the built configs and the run's state go."))
+    configs: str = field(default="notes,translation,qa", metadata=_help("Comma-separated configs to build."))
+    gold: bool = field(default=False, metadata=_help("Use the sample's gold translations and QA (no model)."))
+    input_format: str = field(default="auto", metadata=_help("auto, mimic, csv or txt."))
+    id_column: str = field(default="id", metadata=_help("CSV column with the report id."))
+    text_column: str = field(default="note", metadata=_help("CSV column with the report text."))
+    patient_column: str | None = field(default=None, metadata=_help("CSV column with the patient id, if any."))
+    encoding: str | None = field(default=None, metadata=_help("Force an encoding instead of utf-8/cp949/latin-1."))
+    max_report_chars: int = field(default=20_000, metadata=_help("Longer reports are skipped as not a report."))
+    limit: int | None = field(default=None, metadata=_help("Use only the first N reports (for trial runs)."))
+    translator: str = field(default="llm", metadata=_help("llm (OpenAI-compatible endpoint), hf (local MT), gold."))
+    hf_translation_model: str | None = field(
+        default=None, metadata=_help("Path or id of a transformers translation model (NLLB, opus-mt) for -hf.")
+    )
+    hf_src_lang: str | None = field(default=None, metadata=_help("Source language code, e.g. eng_Latn for NLLB."))
+    hf_tgt_lang: str | None = field(default=None, metadata=_help("Target language code, e.g. kor_Hang for NLLB."))
+    generator: str = field(default="llm", metadata=_help("llm or gold."))
+    glossary: str | None = field(default=None, metadata=_help("Glossary TSV (default: the shipped one)."))
+    task_weights: str = field(
+        default="1,1,1,1", metadata=_help(f"Sampling weights of the task types, in order: {', '.join(TASK_TYPES)}.")
+    )
+    tasks_per_report: int = field(default=4, metadata=_help("Instructions generated per report."))
+    seed: int = field(default=42, metadata=_help("Seed for few-shot and task sampling (fixed → cache hits)."))
+    near_duplicate_threshold: float = field(
+        default=0.7, metadata=_help("Character 3-gram Jaccard above which a question counts as a duplicate.")
+    )
+    max_tokens: int = field(default=512, metadata=_help("Most tokens per model reply."))
+    generation_temperature: float = field(
+        default=0.7, metadata=_help("Sampling temperature of QA generation (translation always uses 0).")
+    )
+    dry_run: bool = field(
+        default=False, metadata=_help("Print the requests, tokens and estimated cost of the llm stages; send nothing.")
+    )
+
+    def __post_init__(self):
+        unknown = set(self.config_names) - set(CONFIG_NAMES)
+        if unknown:
+            raise ValueError(f"--configs has unknown {sorted(unknown)}; choose from {', '.join(CONFIG_NAMES)}.")
+        if self.gold:
+            self.translator, self.generator = "gold", "gold"
+        if self.translator not in TRANSLATORS:
+            raise ValueError(f"--translator {self.translator!r} is not one of {', '.join(TRANSLATORS)}.")
+        if self.generator not in GENERATORS:
+            raise ValueError(f"--generator {self.generator!r} is not one of {', '.join(GENERATORS)}.")
+        if self.translator == "hf" and not self.hf_translation_model:
+            raise ValueError("--translator hf needs --hf-translation-model (a path or id, e.g. an NLLB model).")
+        weights = self.weights
+        if len(weights) != len(TASK_TYPES) or any(w < 0 for w in weights) or not any(weights):
+            raise ValueError(
+                f"--task-weights {self.task_weights!r} needs {len(TASK_TYPES)} non-negative numbers, not all zero "
+                f"({', '.join(TASK_TYPES)})."
+            )
+
+    @property
+    def config_names(self) -> list[str]:
+        return [name.strip() for name in self.configs.split(",") if name.strip()]
+
+    @property
+    def weights(self) -> list[float]:
+        try:
+            return [float(weight) for weight in self.task_weights.split(",")]
+        except ValueError as error:
+            raise ValueError(f"--task-weights {self.task_weights!r}: {error}") from None
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.out)

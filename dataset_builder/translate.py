@@ -1,0 +1,124 @@
+"""Translate notes into Korean, section by section: `gold` (the sample's), `llm` (any OpenAI-compatible endpoint) or
+`hf` (a local transformers translation model such as NLLB or opus-mt).
+
+Section by section keeps the report's structure, keeps each request short, and lets a cache hit on a common section
+("No acute cardiopulmonary process.") serve thousands of reports.
+"""
+
+from collections.abc import Callable
+from pathlib import Path
+
+from dataset_builder.glossary import Glossary
+from dataset_builder.gold import GOLD_TRANSLATOR, load_gold_translations
+from dataset_builder.schemas import SECTION_NAMES
+from dataset_builder.sections import join_sections
+from dataset_builder.translation_checks import check_section
+from ko_radiology.text_checks import hangul_ratio
+
+TRANSLATION_SYSTEM_PROMPT = (
+    "You translate sections of English chest X-ray reports into Korean, the way Korean radiologists write reports: "
+    "concise, noun-ending style (예: '우하엽에 경화 소견이 보임.', '기흉은 없음.'). "
+    "Keep every number, unit, laterality (right/left/bilateral) and the placeholder ___ exactly. "
+    "Keep numbered items numbered. "
+    "Use the given glossary terms. Reply with the Korean translation only."
+)
+
+
+def present_sections(note: dict) -> dict[str, str]:
+    return {name: note[name] for name in SECTION_NAMES if note.get(name)}
+
+
+def translation_messages(section: str, english: str, glossary: Glossary) -> list[dict[str, str]]:
+    """The glossary terms found in this section travel with it, so the model uses the project's terminology."""
+    terms = "\n".join(f"- {entry.english} → {entry.korean}" for entry in glossary.terms_in(english))
+    user = f"Section: {section.upper()}\nGlossary:\n{terms or '- (none)'}\n\n{english}"
+    return [{"role": "system", "content": TRANSLATION_SYSTEM_PROMPT}, {"role": "user", "content": user}]
+
+
+def translate_by_section(
+    notes: list[dict], translate_sections: Callable[[list[tuple[str, str]]], list[str]]
+) -> list[dict[str, str]]:
+    """Send every section of every note to `translate_sections` at once and regroup the Korean per note."""
+    jobs = [(index, name, text) for index, note in enumerate(notes) for name, text in present_sections(note).items()]
+    korean: list[dict[str, str]] = [{} for _ in notes]
+    translated = translate_sections([(name, text) for _, name, text in jobs])
+    for (index, name, _), text in zip(jobs, translated, strict=True):
+        korean[index][name] = text
+    return korean
+
+
+def translation_record(note: dict, korean: dict[str, str], backend: str, model: str, glossary: Glossary) -> dict:
+    english = present_sections(note)
+    flags = [
+        flag for name, text in english.items() for flag in check_section(name, text, korean.get(name, ""), glossary)
+    ]
+    report_ko = join_sections(korean, "ko")
+    return {
+        "study_id": note["study_id"],
+        "patient_id": note["patient_id"],
+        "sections": [{"name": name, "en": text, "ko": korean.get(name, "")} for name, text in english.items()],
+        "report_en": join_sections(english, "en"),
+        "report_ko": report_ko,
+        "translator_backend": backend,
+        "translator_model": model,
+        "hangul_ratio": hangul_ratio(report_ko),
+        "quality_flags": flags,
+    }
+
+
+class GoldTranslator:
+    """The sample's hand-written translations; a study without one is a clear error, not a silent gap."""
+
+    backend = model = GOLD_TRANSLATOR
+
+    def __init__(self, data_dir: Path):
+        self.data_dir = data_dir
+        self.gold = load_gold_translations(data_dir)
+
+    def translate(self, notes: list[dict]) -> list[dict[str, str]]:
+        missing = [note["study_id"] for note in notes if note["study_id"] not in self.gold]
+        if missing:
+            raise ValueError(f"{self.data_dir}/gold/translations.jsonl has no translation for {missing[:5]}.")
+        return [self.gold[note["study_id"]] for note in notes]
+
+
+class LLMTranslator:
+    """One chat request per section, sent together so the client's concurrency and cache do the work."""
+
+    backend = "llm"
+
+    def __init__(self, complete_many: Callable[[list[list[dict]]], list[str | None]], glossary: Glossary):
+        self.complete_many = complete_many
+        self.model = complete_many.model
+        self.glossary = glossary
+
+    def translate(self, notes: list[dict]) -> list[dict[str, str]]:
+        return translate_by_section(notes, self._translate_sections)
+
+    def messages(self, section: str, english: str) -> list[dict[str, str]]:
+        return translation_messages(section, english, self.glossary)
+
+    def _translate_sections(self, sections: list[tuple[str, str]]) -> list[str]:
+        replies = self.complete_many([self.messages(name, text) for name, text in sections])
+        return [(reply or "").strip() for reply in replies]
+
+
+class HFTranslator:
+    """A local seq2seq translation model (NLLB, opus-mt, M2M100) through the transformers pipeline."""
+
+    backend = "hf"
+
+    def __init__(self, model: str, src_lang: str | None, tgt_lang: str | None, batch_size: int = 8):
+        from transformers import pipeline
+
+        self.model = model
+        self.batch_size = batch_size
+        language_codes = {"src_lang": src_lang, "tgt_lang": tgt_lang} if src_lang and tgt_lang else {}
+        self.translator = pipeline("translation", model=model, **language_codes)
+
+    def translate(self, notes: list[dict]) -> list[dict[str, str]]:
+        return translate_by_section(notes, self._translate_sections)
+
+    def _translate_sections(self, sections: list[tuple[str, str]]) -> list[str]:
+        outputs = self.translator([text for _, text in sections], batch_size=self.batch_size, max_length=512)
+        return [output["translation_text"].strip() for output in outputs]

@@ -1,0 +1,193 @@
+"""The builder end to end on the gold sample, the Hub folder it exports, and every kind of bad input."""
+
+import csv
+import json
+
+import pytest
+import yaml
+from datasets import load_dataset
+
+from dataset_builder.__main__ import main
+from dataset_builder.gold import SAMPLE_DIR
+from dataset_builder.schemas import FEATURES
+from ko_radiology.prompts import build_messages
+
+GOOD_REPORT = (
+    "                                 FINAL REPORT\n EXAMINATION:  CHEST (PA AND LAT)\n \n"
+    " FINDINGS: \n \n Small right pleural effusion.  No pneumothorax.\n \n IMPRESSION: \n \n Small right effusion.\n"
+)
+
+
+@pytest.fixture(scope="module")
+def hub_folder(tmp_path_factory):
+    build_dir = tmp_path_factory.mktemp("build")
+    hub_dir = tmp_path_factory.mktemp("hub") / "ko-cxr-qa"
+    assert main(["build", "--data-dir", str(SAMPLE_DIR), "--gold", "--out", str(build_dir)]) == 0
+    assert main(["export", str(build_dir), "--out", str(hub_dir), "--repo-id", "org/ko-cxr-qa"]) == 0
+    return hub_dir
+
+
+@pytest.mark.parametrize("config", ["notes", "translation", "qa"])
+def test_exported_folder_loads_like_the_hub(hub_folder, config):
+    dataset = load_dataset(str(hub_folder), config)
+    assert set(dataset) == {"train", "validation", "test"}
+    splits = json.loads((SAMPLE_DIR / "splits.json").read_text())
+    key = "id" if config == "qa" else "study_id"
+    all_ids = []
+    for split, rows in dataset.items():
+        assert rows.features == FEATURES[config]
+        assert set(rows["study_id"]) == set(splits[split])
+        all_ids += rows[key]
+    assert len(all_ids) == len(set(all_ids))
+
+
+def test_qa_rows_carry_the_shared_prompt_format(hub_folder):
+    qa = load_dataset(str(hub_folder), "qa", split="train")
+    row = qa[0]
+    assert row["messages"] == build_messages(row["report_ko"], row["instruction"], row["answer"])
+    assert row["report_ko"].startswith("검사: ") and "결론: " in row["report_ko"]
+    assert set(qa["task"]) == {"질문 답변", "축약어 확장", "바꾸어 말하기", "요약"}
+    assert set(qa["split"]) == {"train"} and set(qa["generator_model"]) == {"gold"}
+
+
+def test_translation_rows_keep_sections_and_flag_problems(hub_folder):
+    translation = load_dataset(str(hub_folder), "translation", split="test")
+    for row in translation:
+        assert [s["name"] for s in row["sections"]] and all(s["en"] and s["ko"] for s in row["sections"])
+        assert row["hangul_ratio"] > 0.5 and row["translator_backend"] == "gold"
+
+
+def test_card_is_gated_and_declares_every_config(hub_folder):
+    readme = (hub_folder / "README.md").read_text()
+    metadata = yaml.safe_load(readme.split("---")[1])
+    assert {config["config_name"] for config in metadata["configs"]} == {"notes", "translation", "qa"}
+    assert "PhysioNet" in metadata["extra_gated_prompt"] and metadata["extra_gated_fields"]
+    assert 'load_dataset("org/ko-cxr-qa", "qa")' in readme
+    assert "| `messages` |" in readme and "Limitations" in readme
+
+
+def test_original_format_jsonl(hub_folder):
+    lines = (hub_folder / "original_format" / "test.jsonl").read_text().splitlines()
+    assert len(lines) == 70
+    assert set(json.loads(lines[0])) == {"report", "instruction", "answer"}
+
+
+def test_push_dry_run_plans_a_gated_dataset(hub_folder, capsys):
+    assert main(["push", str(hub_folder), "--repo-id", "org/ko-cxr-qa", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "repo_type='dataset'" in out and "gated='manual'" in out and "qa/train-00000-of-00001.parquet" in out
+
+
+def test_parse_command_writes_notes(tmp_path, capsys):
+    out = tmp_path / "notes.jsonl"
+    assert main(["parse", str(SAMPLE_DIR), "--out", str(out)]) == 0
+    notes = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(notes) == 64 and notes[0]["findings"]
+    assert "64 reports" in capsys.readouterr().out
+
+
+def build_notes(data, tmp_path, *extra):
+    out = tmp_path / "build"
+    code = main(["build", "--data-dir", str(data), "--configs", "notes", "--out", str(out), *extra])
+    return code, out
+
+
+def test_bad_files_are_skipped_with_reasons_and_the_rest_is_built(tmp_path):
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "good.txt").write_text(GOOD_REPORT)
+    (reports / "empty.txt").write_text("  \n")
+    (reports / "binary.txt").write_bytes(b"\x89PNG\r\n\x00\x00\x00IHDR" * 10)
+    (reports / "korean.txt").write_bytes(" FINDINGS: 우측 흉막삼출 소견이 보임.\n".encode("cp949"))
+    (reports / "latin1.txt").write_bytes(" FINDINGS: Temperature 38.5\xb0 , effusion \xb1 2 cm.\n".encode("latin-1"))
+    (reports / "nosection.txt").write_text("Lungs are clear. Heart size normal.")
+    (reports / "huge.txt").write_text(GOOD_REPORT + "x" * 5_000_000)
+    code, out = build_notes(reports, tmp_path)
+    assert code == 0
+    notes = load_dataset("arrow", data_files=str(out / "notes" / "*" / "*.arrow"), split="train")
+    by_id = {row["study_id"]: row for row in notes}
+    assert set(by_id) == {"good", "korean", "latin1", "nosection"}
+    assert (
+        by_id["korean"]["findings"] == "우측 흉막삼출 소견이 보임."
+        and "encoding:cp949" in by_id["korean"]["parse_flags"]
+    )
+    assert "38.5°" in by_id["latin1"]["findings"] and "encoding:latin-1" in by_id["latin1"]["parse_flags"]
+    assert "no_sections_found" in by_id["nosection"]["parse_flags"]
+    skipped = {
+        item["source"].split("/")[-1]: item["reason"]
+        for item in json.loads((out / "summary.json").read_text())["skipped"]
+    }
+    assert skipped["empty.txt"] == "empty file"
+    assert skipped["binary.txt"].startswith("binary file")
+    assert skipped["huge.txt"].startswith("oversized")
+
+
+def write_csv(path, header, rows):
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def test_csv_without_the_expected_column_names_the_fix(tmp_path, capsys):
+    notes = tmp_path / "notes.csv"
+    write_csv(notes, ["id", "text"], [["1", GOOD_REPORT]])
+    code, out = build_notes(notes, tmp_path)
+    assert code == 1
+    assert 'notes.csv has no column "note" (columns: id, text). Pass --text-column with the right name.' in (
+        capsys.readouterr().err
+    )
+    assert (
+        main(["build", "--data-dir", str(notes), "--configs", "notes", "--out", str(out), "--text-column", "text"])
+        == 0
+    )
+
+
+def test_csv_duplicate_ids_keep_the_first_and_say_so(tmp_path):
+    notes = tmp_path / "notes.csv"
+    write_csv(notes, ["id", "note"], [["7", GOOD_REPORT], ["7", "IMPRESSION: other"], ["8", GOOD_REPORT], ["9", ""]])
+    code, out = build_notes(notes, tmp_path)
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    reasons = [item["reason"] for item in summary["skipped"]]
+    assert reasons == ["duplicate id '7' (first occurrence kept)", "empty note"]
+
+
+def test_a_failed_build_keeps_the_finished_one(tmp_path):
+    code, out = build_notes(SAMPLE_DIR, tmp_path)
+    assert code == 0
+    before = sorted(p.name for p in (out / "notes").rglob("*"))
+    assert main(["build", "--data-dir", str(tmp_path / "missing"), "--configs", "notes", "--out", str(out)]) == 1
+    assert sorted(p.name for p in (out / "notes").rglob("*")) == before
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--configs", "notes,answers"], "--configs has unknown ['answers']"),
+        (["--task-weights", "1,1"], "--task-weights '1,1' needs 4 non-negative numbers"),
+        (["--configs", "translation"], "needs --model"),
+        (["--translator", "hf"], "--translator hf needs --hf-translation-model"),
+    ],
+)
+def test_bad_options_say_what_to_do(tmp_path, capsys, args, message):
+    assert main(["build", "--data-dir", str(SAMPLE_DIR), "--out", str(tmp_path), *args]) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_gold_needs_the_gold_files(tmp_path, capsys):
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "a.txt").write_text(GOOD_REPORT)
+    assert main(["build", "--data-dir", str(reports), "--gold", "--out", str(tmp_path / "out")]) == 1
+    assert "--gold needs" in capsys.readouterr().err
+
+
+def test_yaml_config_with_flag_override(tmp_path):
+    config = tmp_path / "build.yaml"
+    config.write_text(yaml.safe_dump({"data_dir": str(SAMPLE_DIR), "configs": "notes,qa", "gold": True, "limit": 3}))
+    out = tmp_path / "out"
+    assert main(["build", "--config", str(config), "--out", str(out), "--configs", "notes"]) == 0
+    assert (out / "notes").is_dir() and not (out / "qa").exists()
+    config.write_text(yaml.safe_dump({"data_dir": str(SAMPLE_DIR), "colour": "red"}))
+    assert main(["build", "--config", str(config), "--out", str(out)]) == 1

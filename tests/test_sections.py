@@ -1,0 +1,80 @@
+"""The section parser on the sample's known layouts and on the odd ones MIMIC-CXR holds."""
+
+from dataset_builder.gold import SAMPLE_DIR
+from dataset_builder.sections import join_sections, parse_report, unwrap
+
+
+def sample_report(study_id: str) -> str:
+    return next(SAMPLE_DIR.glob(f"files/p*/p*/{study_id}.txt")).read_text(encoding="utf-8")
+
+
+def test_full_report_sections_are_unwrapped():
+    parsed = parse_report(sample_report("s53000101"))
+    assert list(parsed.sections) == [
+        "examination",
+        "indication",
+        "technique",
+        "findings",
+        "impression",
+        "notification",
+    ]
+    assert parsed.sections["examination"] == "CHEST (PORTABLE AP)"
+    assert "\n" not in parsed.sections["findings"]  # 13 hard-wrapped lines, one paragraph
+    assert parsed.sections["findings"].startswith("There are acute, displaced fractures of the lateral left fourth")
+    impression = parsed.sections["impression"].splitlines()
+    assert impression[0].startswith("1. Acute displaced fractures") and impression[1].startswith("2. Small left")
+    assert parsed.flags == [] and parsed.other_sections == []
+
+
+def test_impression_only_report_is_flagged():
+    parsed = parse_report(sample_report("s50000104"))
+    assert list(parsed.sections) == ["impression"]
+    assert parsed.flags == ["impression_only"]
+
+
+def test_history_stays_its_own_section_and_recommendations_are_canonical():
+    parsed = parse_report(sample_report("s51000112"))
+    assert {"indication", "history", "recommendations"} <= set(parsed.sections)
+
+
+def test_text_on_the_header_line_is_kept():
+    parsed = parse_report(sample_report("s51000114"))
+    assert parsed.sections["impression"]
+    assert not parsed.sections["impression"].startswith(":")
+
+
+def test_addendum_and_unknown_headers_are_not_lost():
+    text = (
+        "                                 FINAL REPORT\n WET READ: ___ ___ 3:12 PM\n  No pneumothorax.\n"
+        " EXAMINATION:  CHEST (PA AND LAT)\n \n FINDINGS: \n \n Clear lungs.\n \n"
+        " PROVISIONAL FINDINGS IMPRESSION (PFI): Clear.\n IMPRESSION: \n No acute process.\n"
+        " ADDENDUM: Comparison made with ___.\n IMPRESSION: Unchanged.\n"
+    )
+    parsed = parse_report(text)
+    assert parsed.sections["addendum"] == "Comparison made with ___."
+    assert parsed.sections["impression"] == "No acute process.\nUnchanged."
+    assert "repeated_section:impression" in parsed.flags
+    names = [section["name"] for section in parsed.other_sections]
+    assert names == ["WET READ", "PROVISIONAL FINDINGS IMPRESSION (PFI)"]
+
+
+def test_abbreviations_followed_by_a_colon_are_not_headers():
+    parsed = parse_report(" FINDINGS: \n The PICC: tip in the SVC.\n NG: in stomach.\n")
+    assert parsed.sections == {"findings": "The PICC: tip in the SVC. NG: in stomach."}
+    assert parsed.other_sections == []
+
+
+def test_report_without_any_section_is_flagged_and_kept():
+    parsed = parse_report("Heart size normal. Lungs clear.\nNo effusion.")
+    assert parsed.sections == {}
+    assert parsed.flags == ["no_final_report_header", "no_sections_found"]
+    assert parsed.other_sections == [{"name": "preamble", "text": "Heart size normal. Lungs clear. No effusion."}]
+
+
+def test_unwrap_keeps_paragraphs_and_numbered_items():
+    assert unwrap(" a\n b\n \n c\n 1.  d\n e\n 2.  f") == "a b\nc\n1. d e\n2. f"
+
+
+def test_join_sections_labels_in_canonical_order():
+    assert join_sections({"impression": "결론임.", "findings": "소견임."}, "ko") == "소견: 소견임.\n\n결론: 결론임."
+    assert join_sections({"impression": "Clear."}, "en") == "IMPRESSION: Clear."
