@@ -116,10 +116,22 @@ def build_command(argv: list[str]) -> None:
         builder = KoCxrQa(config_name=name, data_dir=options.data_dir, cache_dir=str(options.out_dir / ".cache"))
         builder.pipeline = pipeline
         builder.download_and_prepare(download_mode=datasets.DownloadMode.FORCE_REDOWNLOAD)
-        built = builder.as_dataset()
+        built = built_splits(builder)
         replace_dir(options.out_dir / name, lambda tmp, built=built: built.save_to_disk(str(tmp)))
         print(f"{name}: {', '.join(f'{split} {rows.num_rows}' for split, rows in built.items())}")
     write_summary(options, pipeline)
+
+
+def built_splits(builder: KoCxrQa) -> datasets.DatasetDict:
+    """The built splits; one whose every candidate was rejected stays, empty, so the summary's counts explain it."""
+    return datasets.DatasetDict(
+        {
+            split: builder.as_dataset(split)
+            if info.num_examples
+            else datasets.Dataset.from_dict({name: [] for name in builder.info.features}, builder.info.features)
+            for split, info in builder.info.splits.items()
+        }
+    )
 
 
 def write_summary(options: BuildOptions, pipeline: Pipeline) -> None:
@@ -129,8 +141,10 @@ def write_summary(options: BuildOptions, pipeline: Pipeline) -> None:
         "skipped": [dataclasses.asdict(item) for item in pipeline.source.skipped],
     }
     if pipeline.client is not None:
-        summary["ledger"] = [dataclasses.asdict(row) for row in pipeline.client.ledger().rows]
-        print(pipeline.client.ledger().table())
+        this_run, cumulative = pipeline.client.ledger(run_only=True), pipeline.client.ledger()
+        summary["ledger_this_run"] = [dataclasses.asdict(row) for row in this_run.rows]
+        summary["ledger_all_runs"] = [dataclasses.asdict(row) for row in cumulative.rows]
+        print(f"this run:\n{this_run.table()}\nall runs on this cache:\n{cumulative.table()}")
     write_text_atomically(options.out_dir / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False))
     print(f"summary → {options.out_dir / 'summary.json'}: {summary['counts']} rejected {summary['qa_rejected']}")
 

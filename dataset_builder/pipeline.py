@@ -109,7 +109,9 @@ class Pipeline:
             if options.translator == "gold":
                 self._translator = GoldTranslator(self.source.path)
             elif options.translator == "hf":
-                self._translator = HFTranslator(options.hf_translation_model, options.hf_src_lang, options.hf_tgt_lang)
+                self._translator = HFTranslator(
+                    options.hf_translation_model, options.hf_src_lang, options.hf_tgt_lang, options.max_tokens
+                )
             else:
                 self._translator = LLMTranslator(self._completer(temperature=0.0), self.glossary)
         return self._translator

@@ -42,10 +42,10 @@ HEADER_ALIASES = {
 }
 
 # A header is an uppercase phrase at the start of a line followed by a colon: "FINDINGS:", "RECOMMENDATION(S):".
-_HEADER = re.compile(r"^[ \t]*([A-Z][A-Z()/&]*(?: [A-Z()/&]+){0,5}):", re.MULTILINE)
-_FINAL_REPORT = re.compile(r"^[ \t]*FINAL REPORT[ \t]*$", re.MULTILINE)
-_NUMBERED_ITEM = re.compile(r"^\d{1,2}\.\s")
-_SPACES = re.compile(r"[ \t]+")
+# Patterns start with a literal newline so the regex engine can skip ahead instead of trying every position.
+_HEADER = re.compile(r"\n[ \t]*([A-Z][A-Z()/&]*(?: [A-Z()/&]+){0,5}):")
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)*")
+_ITEM_BREAK = re.compile(r"\n[ \t]*(?=\d{1,2}\.\s)")
 
 
 @dataclass
@@ -58,19 +58,14 @@ class ParsedReport:
 
 
 def unwrap(text: str) -> str:
-    """Join hard-wrapped lines into paragraphs; blank lines and numbered items (`2.  ...`) start new lines."""
-    paragraphs, current = [], []
-    for raw_line in text.splitlines():
-        line = _SPACES.sub(" ", raw_line).strip()
-        if not line or _NUMBERED_ITEM.match(line):
-            if current:
-                paragraphs.append(" ".join(current))
-            current = [line] if line else []
-        else:
-            current.append(line)
-    if current:
-        paragraphs.append(" ".join(current))
-    return "\n".join(paragraphs)
+    """Join hard-wrapped lines into paragraphs; blank lines and numbered items (`2.  ...`) start new lines.
+
+    Whole-text regex passes rather than a loop over lines: this runs once per section of every report.
+    """
+    text = _ITEM_BREAK.sub("\x00", _PARAGRAPH_BREAK.sub("\x00", text.strip()))
+    if "\x00" not in text:  # most sections are one paragraph
+        return " ".join(text.split())
+    return "\n".join(filter(None, [" ".join(paragraph.split()) for paragraph in text.split("\x00")]))
 
 
 def _is_header(name: str) -> bool:
@@ -85,20 +80,30 @@ def parse_report(text: str) -> ParsedReport:
         text: The report as found in `files/pNN/pNNNNNNNN/sNNNNNNNN.txt` (already decoded).
     """
     parsed = ParsedReport()
-    final_report = _FINAL_REPORT.search(text)
-    if final_report is None:
+    if "FINAL REPORT" not in text:
         parsed.flags.append("no_final_report_header")
-    headers = [match for match in _HEADER.finditer(text) if _is_header(match.group(1))]
-    preamble_end = headers[0].start() if headers else len(text)
-    preamble = unwrap(_FINAL_REPORT.sub("", text[:preamble_end]))
+    # "\n" first, so a header on the first line also follows a newline. split() gives
+    # [preamble, header, body, header, body, ...] in one C-level pass.
+    preamble, *pairs = _HEADER.split("\n" + text)
+    body_parts: list[str] = []
+    header = None
+    for name, body in zip(pairs[::2], pairs[1::2], strict=True):
+        if _is_header(name):
+            if header is not None:
+                _add_section(parsed, header, unwrap("".join(body_parts)))
+            header, body_parts = name, [body]
+        elif header is None:  # an abbreviation followed by a colon ("NG: in stomach") is text, not a header
+            preamble += f"\n{name}:{body}"
+        else:
+            body_parts.append(f"\n{name}:{body}")
+    if header is not None:
+        _add_section(parsed, header, unwrap("".join(body_parts)))
+    preamble = unwrap(preamble.replace("FINAL REPORT", "", 1))
     if preamble:
-        parsed.other_sections.append({"name": "preamble", "text": preamble})
-    ends = [match.start() for match in headers[1:]] + [len(text)] if headers else []
-    for match, end in zip(headers, ends, strict=True):
-        _add_section(parsed, match.group(1), unwrap(text[match.end() : end]))
-    if not headers:
+        parsed.other_sections.insert(0, {"name": "preamble", "text": preamble})
+    if header is None:
         parsed.flags.append("no_sections_found")
-    elif set(parsed.sections) == {"impression"}:
+    elif len(parsed.sections) == 1 and "impression" in parsed.sections:
         parsed.flags.append("impression_only")
     return parsed
 

@@ -104,21 +104,42 @@ class LLMTranslator:
 
 
 class HFTranslator:
-    """A local seq2seq translation model (NLLB, opus-mt, M2M100) through the transformers pipeline."""
+    """A local seq2seq translation model (NLLB, opus-mt, M2M100). transformers 5 has no translation pipeline, so
+    this tokenizes and generates itself; NLLB-style models get the target language as the forced first token."""
 
     backend = "hf"
 
-    def __init__(self, model: str, src_lang: str | None, tgt_lang: str | None, batch_size: int = 8):
-        from transformers import pipeline
+    def __init__(
+        self, model: str, src_lang: str | None, tgt_lang: str | None, max_new_tokens: int, batch_size: int = 8
+    ):
+        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
         self.model = model
         self.batch_size = batch_size
-        language_codes = {"src_lang": src_lang, "tgt_lang": tgt_lang} if src_lang and tgt_lang else {}
-        self.translator = pipeline("translation", model=model, **language_codes)
+        self.max_new_tokens = max_new_tokens
+        self.tokenizer = AutoTokenizer.from_pretrained(model, **({"src_lang": src_lang} if src_lang else {}))
+        self.seq2seq = AutoModelForSeq2SeqLM.from_pretrained(model).eval()
+        self.generate_kwargs = (
+            {"forced_bos_token_id": self.tokenizer.convert_tokens_to_ids(tgt_lang)} if tgt_lang else {}
+        )
 
     def translate(self, notes: list[dict]) -> list[dict[str, str]]:
         return translate_by_section(notes, self._translate_sections)
 
     def _translate_sections(self, sections: list[tuple[str, str]]) -> list[str]:
-        outputs = self.translator([text for _, text in sections], batch_size=self.batch_size, max_length=512)
-        return [output["translation_text"].strip() for output in outputs]
+        import torch
+
+        texts = [text for _, text in sections]
+        korean: list[str] = []
+        for start in range(0, len(texts), self.batch_size):
+            batch = self.tokenizer(
+                texts[start : start + self.batch_size],
+                return_tensors="pt",
+                padding=True,
+                truncation=True,
+                max_length=512,
+            )
+            with torch.inference_mode():
+                generated = self.seq2seq.generate(**batch, max_new_tokens=self.max_new_tokens, **self.generate_kwargs)
+            korean += [text.strip() for text in self.tokenizer.batch_decode(generated, skip_special_tokens=True)]
+        return korean
