@@ -10,10 +10,10 @@ from collections import Counter
 
 import pytest
 from datasets import load_from_disk
-from fault_proxy import Fault, FaultProxy
 
 from dataset_builder.__main__ import main
 from dataset_builder.gold import SAMPLE_DIR
+from fault_proxy import Fault, FaultProxy
 from ko_radiology.llm_client import ResponseStore, cache_key
 
 REPORTS = 3
