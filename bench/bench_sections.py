@@ -32,11 +32,13 @@ def main() -> None:
     args = parser.parse_args()
     corpus = synthetic_corpus(args.reports)
     megabytes = sum(len(text) for text in corpus) / 1e6
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     sections = sum(len(parse_report(text).sections) for text in corpus)
-    elapsed = time.perf_counter() - start
-    print(f"parsed {args.reports:,} reports ({megabytes:.1f} MB, {sections:,} sections) in {elapsed:.2f} s")
-    print(f"throughput: {args.reports / elapsed:,.0f} reports/s on one core (target ≥ 20,000)")
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    print(f"parsed {args.reports:,} reports ({megabytes:.1f} MB, {sections:,} sections)")
+    print(f"time: {cpu:.2f} s CPU, {wall:.2f} s wall")
+    # CPU time is the one-core figure; wall time also counts whatever else the machine is doing.
+    print(f"throughput: {args.reports / cpu:,.0f} reports/s per core of CPU time (target ≥ 20,000)")
 
 
 if __name__ == "__main__":

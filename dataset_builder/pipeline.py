@@ -60,7 +60,8 @@ class Pipeline:
     def notes_by_split(self) -> dict[str, list[dict]]:
         """Parsed notes grouped by split; read once per build."""
         if self._notes is None:
-            assignments = load_split_assignments(self.source.path if self.source.path.is_dir() else Path("."))
+            data_dir = self.source.path if self.source.path.is_dir() else self.source.path.parent  # beside a CSV
+            assignments = load_split_assignments(data_dir)
             self._notes = {}
             for index, report in enumerate(self.source.read()):
                 if self.options.limit is not None and index >= self.options.limit:

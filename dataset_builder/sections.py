@@ -44,8 +44,8 @@ HEADER_ALIASES = {
 # A header is an uppercase phrase at the start of a line followed by a colon: "FINDINGS:", "RECOMMENDATION(S):".
 # Patterns start with a literal newline so the regex engine can skip ahead instead of trying every position.
 _HEADER = re.compile(r"\n[ \t]*([A-Z][A-Z()/&]*(?: [A-Z()/&]+){0,5}):")
-_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)*")
-_ITEM_BREAK = re.compile(r"\n[ \t]*(?=\d{1,2}\.\s)")
+# A new paragraph starts after a blank line or before a numbered item ("2.  Small effusion").
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*(?:(?:\n[ \t]*)+|(?=\d{1,2}\.\s))")
 
 
 @dataclass
@@ -60,9 +60,9 @@ class ParsedReport:
 def unwrap(text: str) -> str:
     """Join hard-wrapped lines into paragraphs; blank lines and numbered items (`2.  ...`) start new lines.
 
-    Whole-text regex passes rather than a loop over lines: this runs once per section of every report.
+    One regex pass and C-level split/join rather than a loop over lines: this runs for every section of every report.
     """
-    text = _ITEM_BREAK.sub("\x00", _PARAGRAPH_BREAK.sub("\x00", text.strip()))
+    text = _PARAGRAPH_BREAK.sub("\x00", text.strip())
     if "\x00" not in text:  # most sections are one paragraph
         return " ".join(text.split())
     return "\n".join(filter(None, [" ".join(paragraph.split()) for paragraph in text.split("\x00")]))
