@@ -28,7 +28,8 @@ from dataset_builder.pipeline import Pipeline, note_record
 from dataset_builder.sources import InputError, ReportSource
 from dataset_builder.translate import present_sections
 from ko_radiology.atomic_io import replace_dir, write_text_atomically
-from ko_radiology.llm_client import DataUseError, LLMClient, LLMClientConfig
+from ko_radiology.data_use import DataUseError
+from ko_radiology.llm_client import LLMClient, LLMClientConfig
 
 
 def parse_command(argv: list[str]) -> None:

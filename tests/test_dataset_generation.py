@@ -14,7 +14,7 @@ from datasets import load_from_disk
 from dataset_builder.__main__ import main
 from dataset_builder.gold import SAMPLE_DIR
 from fault_proxy import Fault, FaultProxy
-from ko_radiology.llm_client import ResponseStore, cache_key
+from ko_radiology.llm_cache import ResponseStore, cache_key
 
 REPORTS = 3
 
