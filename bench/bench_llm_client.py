@@ -1,0 +1,236 @@
+"""Throughput of the shared LLM client against a local stub with added latency; exits 1 if a check fails.
+
+    python bench/bench_llm_client.py                      # 600 RPM, 200 ms latency, 16 in flight, ~45 s in all
+    python bench/bench_llm_client.py --rpm 1200 --seconds 20
+
+Phase 1 runs `run_many` under a requests-per-minute limit and checks, at the stub's socket, that the achieved rate
+is at least 90% of the configured one (and, past the first second's burst, not above it by 2%) and that no request was
+sent twice; the batch holds duplicates on purpose. Phase 2 runs the same batch again: every answer must come from the
+cache. Phase 3 drops the limit and measures per-call latency against the stub's, i.e. the client's own overhead.
+"""
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ko_radiology.llm_cache import cache_key  # noqa: E402
+from ko_radiology.llm_client import LLMClient, LLMClientConfig, LLMRequest  # noqa: E402
+
+MODEL = "stub-model"
+
+
+class LatencyStub(ThreadingHTTPServer):
+    """Answers chat completions after `latency_s`, counting requests per cache key and logging arrival times.
+
+    It runs in its own process (`--serve-stub`), as a real server would, so its threads do not compete with the
+    client for the GIL; `GET /stats` returns the counts and arrival times.
+    """
+
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, latency_s: float):
+        super().__init__(("127.0.0.1", 0), StubHandler)
+        self.latency_s = latency_s
+        self.counts: Counter[str] = Counter()
+        self.arrivals: list[float] = []
+        self.lock = threading.Lock()
+
+
+class StubHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out as separate writes: no 40 ms delayed ACK
+    server: LatencyStub
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        with self.server.lock:
+            self._send_json({"counts": dict(self.server.counts), "arrivals": list(self.server.arrivals)})
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        key = cache_key(body)
+        with self.server.lock:
+            self.server.counts[key] += 1
+            self.server.arrivals.append(time.monotonic())
+        time.sleep(self.server.latency_s)
+        prompt_tokens = sum(len(m["content"]) for m in body["messages"]) // 4
+        message = {"role": "assistant", "content": f"답 {key[:8]}"}
+        self._send_json(
+            {
+                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 5, "total_tokens": prompt_tokens + 5},
+            }
+        )
+
+    def _send_json(self, data: dict) -> None:
+        payload = json.dumps(data).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+def serve_stub(latency_ms: float) -> None:
+    stub = LatencyStub(latency_ms / 1000)
+    print(stub.server_address[1], flush=True)
+    stub.serve_forever()
+
+
+class StubProcess:
+    """The stub in a child process; `stats()` reads its counters over HTTP."""
+
+    def __init__(self, latency_ms: float):
+        command = [sys.executable, __file__, "--serve-stub", "--latency-ms", str(latency_ms)]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        self.base_url = f"http://127.0.0.1:{int(self.process.stdout.readline())}/v1"
+
+    def stats(self) -> tuple[Counter[str], list[float]]:
+        data = httpx.get(f"{self.base_url}/stats", timeout=10).json()
+        return Counter(data["counts"]), data["arrivals"]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+def bench_requests(count: int, prefix: str) -> list[LLMRequest]:
+    """`count` unique requests with every tenth one repeated, so in-batch de-duplication is exercised."""
+    unique = [
+        LLMRequest(
+            messages=[{"role": "user", "content": f"{prefix} {i}: 양측 폐야는 깨끗함. No effusion."}], max_tokens=16
+        )
+        for i in range(count)
+    ]
+    return unique + unique[::10]
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def rate_phase(stub: StubProcess, config: LLMClientConfig, count: int) -> tuple[float, list[float]]:
+    """Returns the achieved rate per minute measured at the stub, and the arrival times."""
+    outcome = LLMClient(config).run_many(bench_requests(count, "rate"), desc="rate-limited")
+    assert outcome.ok, outcome.summary()
+    arrivals = stub.stats()[1]
+    rate = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0]) * 60
+    return rate, arrivals
+
+
+async def timed_calls(client: LLMClient, requests: list[LLMRequest], concurrency: int) -> list[float]:
+    """Per-call latency with at most `concurrency` calls outstanding, so the client's semaphore never queues."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def timed(request: LLMRequest) -> float:
+        async with gate:
+            started = time.perf_counter()
+            await client.acomplete(request)
+            return time.perf_counter() - started
+
+    try:
+        return await asyncio.gather(*(timed(request) for request in requests))
+    finally:
+        await client.aclose()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rpm", type=float, default=600.0, help="configured requests per minute")
+    parser.add_argument("--seconds", type=float, default=35.0, help="length of the rate-limited phase")
+    parser.add_argument("--latency-ms", type=float, default=200.0, help="stub latency per request")
+    parser.add_argument("--concurrency", type=int, default=16, help="max_concurrency of the client")
+    parser.add_argument("--serve-stub", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_stub:
+        serve_stub(args.latency_ms)
+        return 0
+
+    stub = StubProcess(args.latency_ms)
+    failures = []
+    with tempfile.TemporaryDirectory() as tmp:
+        config = LLMClientConfig(
+            model=MODEL,
+            base_url=stub.base_url,
+            api_key_env=None,
+            cache_path=f"{tmp}/cache.sqlite",
+            max_concurrency=args.concurrency,
+            requests_per_minute=args.rpm,
+            show_progress=False,
+        )
+        count = int(args.rpm * args.seconds / 60)
+        started = time.monotonic()
+        rate, arrivals = rate_phase(stub, config, count)
+        gaps = [later - earlier for earlier, later in zip(arrivals, arrivals[1:], strict=False)]
+        # Steady state: from 2 s in, past the bucket's one-second burst and the jitter of opening connections.
+        first = next(i for i, at in enumerate(arrivals) if at >= arrivals[0] + 2.0)
+        steady = (len(arrivals) - 1 - first) / (arrivals[-1] - arrivals[first]) * 60
+        phase1_s = time.monotonic() - started
+        sent_phase1 = sum(stub.stats()[0].values())
+
+        started = time.monotonic()
+        rerun = LLMClient(config).run_many(bench_requests(count, "rate"), desc="re-run")
+        phase2_s = time.monotonic() - started
+        resent = sum(stub.stats()[0].values()) - sent_phase1
+
+        unlimited = LLMClientConfig(**{**vars(config), "requests_per_minute": None})
+        overhead_requests = bench_requests(300, "latency")[:300]
+        started = time.monotonic()
+        latencies = asyncio.run(timed_calls(LLMClient(unlimited), overhead_requests, args.concurrency))
+        phase3_s = time.monotonic() - started
+    counts = stub.stats()[0]
+    stub.stop()
+
+    duplicates = sum(n - 1 for n in counts.values() if n > 1)
+    share = rate / args.rpm
+    print(f"phase 1: {count} unique requests (+{count // 10 + (count % 10 > 0)} duplicates) in {phase1_s:.1f}s")
+    print(f"  achieved rate at the stub: {rate:.1f}/min vs configured {args.rpm:.0f}/min ({share:.1%})")
+    print(f"  steady state (from 2 s in, after the one-second burst): {steady:.1f}/min ({steady / args.rpm:.1%})")
+    print(
+        f"  gaps between arrivals: mean {statistics.mean(gaps) * 1000:.1f} ms, p50 {percentile(gaps, 0.5) * 1000:.1f}"
+        f" ms, p95 {percentile(gaps, 0.95) * 1000:.1f} ms, max {max(gaps) * 1000:.1f} ms"
+    )
+    print(f"  requests sent twice (any phase): {duplicates}")
+    print(
+        f"phase 2: re-run of the same {len(rerun.results)} requests in {phase2_s:.2f}s: {resent} sent, "
+        f"{sum(r.cached for r in rerun.results)} from cache"
+    )
+    print(
+        f"phase 3: 300 calls, no rate limit, {args.concurrency} in flight, stub latency {args.latency_ms:.0f} ms, "
+        f"{phase3_s:.1f}s ({300 / phase3_s:.1f} calls/s, ideal {args.concurrency / args.latency_ms * 1000:.1f})"
+    )
+    print(
+        f"  call latency: p50 {percentile(latencies, 0.5) * 1000:.1f} ms, p95 {percentile(latencies, 0.95) * 1000:.1f}"
+        f" ms, p99 {percentile(latencies, 0.99) * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms"
+    )
+
+    if share < 0.9:
+        failures.append(f"achieved rate {share:.1%} of configured is below 90%")
+    if steady > args.rpm * 1.02:
+        failures.append(f"steady-state rate {steady:.0f}/min exceeds the configured {args.rpm:.0f}/min")
+    if duplicates or resent:
+        failures.append(f"{duplicates} duplicate and {resent} re-sent requests (must be 0)")
+    for failure in failures:
+        print(f"FAIL: {failure}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
