@@ -4,6 +4,9 @@
     python -m dataset_builder build --data-dir dataset_builder/sample --gold --out out/build
     python -m dataset_builder build --data-dir ~/mimic-cxr-reports --out out/build \\
         --model my-model --base-url http://127.0.0.1:8000/v1 --dry-run
+    python -m dataset_builder build ... --batch-dir out/batches      # OpenAI Batch API: write, then
+    python -m dataset_builder batch submit out/batches/batch-0000.jsonl --model gpt-4o-mini ...
+    python -m dataset_builder batch collect BATCH_ID --model gpt-4o-mini ...   # answers into the cache
     python -m dataset_builder export out/build --out out/hub --repo-id org/ko-cxr-qa
     python -m dataset_builder push out/hub --repo-id org/ko-cxr-qa --dry-run
 
@@ -29,7 +32,7 @@ from dataset_builder.sources import InputError, ReportSource
 from dataset_builder.translate import present_sections
 from ko_radiology.atomic_io import replace_dir, write_text_atomically
 from ko_radiology.data_use import DataUseError
-from ko_radiology.llm_client import LLMClient, LLMClientConfig
+from ko_radiology.llm_client import LLMClient, LLMClientConfig, LLMRequest
 
 
 def parse_command(argv: list[str]) -> None:
@@ -90,16 +93,21 @@ def make_client(options: BuildOptions, endpoint: dict) -> LLMClient | None:
     return LLMClient(LLMClientConfig(**endpoint))
 
 
+def translation_requests(pipeline: Pipeline) -> list[LLMRequest]:
+    """Every translation request of the build, known before anything is sent (unlike QA's, which need the Korean)."""
+    notes = [note for notes in pipeline.notes_by_split().values() for note in notes]
+    conversations = [
+        pipeline.translator.messages(name, text) for note in notes for name, text in present_sections(note).items()
+    ]
+    return pipeline.translator.complete_many.requests(conversations)
+
+
 def print_dry_run(pipeline: Pipeline) -> None:
     """Translation requests exactly (cached or not); QA requests projected, since they depend on the translations."""
     notes = [note for notes in pipeline.notes_by_split().values() for note in notes]
     print(f"{len(notes)} reports; skipped {len(pipeline.source.skipped)}")
     if pipeline.options.translator == "llm":
-        completer = pipeline.translator.complete_many
-        conversations = [
-            pipeline.translator.messages(name, text) for note in notes for name, text in present_sections(note).items()
-        ]
-        print(pipeline.client.dry_run(completer.requests(conversations)).table())
+        print(pipeline.client.dry_run(translation_requests(pipeline)).table())
     if "qa" in pipeline.options.config_names and pipeline.options.generator == "llm":
         calls = 2 * len(notes) * pipeline.options.tasks_per_report
         print(f"qa generation: up to {calls} more requests (one instruction and one answer per task and report).")
@@ -113,6 +121,16 @@ def build_command(argv: list[str]) -> None:
     if options.dry_run:
         print_dry_run(pipeline)
         return
+    if options.batch_dir and options.translator == "llm":
+        files = pipeline.client.write_batch_jsonl(translation_requests(pipeline), options.batch_dir)
+        if files.written:
+            print(
+                f"{files.written} uncached translation requests ({files.skipped_cached} cached) → "
+                f"{', '.join(map(str, files.paths))}.\nNext: python -m dataset_builder batch submit FILE... "
+                f"--cache-path {endpoint['cache_path']} [endpoint flags]; then batch collect BATCH_ID...; "
+                "then this build again."
+            )
+            return
     for name in options.config_names:
         builder = KoCxrQa(config_name=name, data_dir=options.data_dir, cache_dir=str(options.out_dir / ".cache"))
         builder.pipeline = pipeline
@@ -150,6 +168,28 @@ def write_summary(options: BuildOptions, pipeline: Pipeline) -> None:
     print(f"summary → {options.out_dir / 'summary.json'}: {summary['counts']} rejected {summary['qa_rejected']}")
 
 
+def batch_command(argv: list[str]) -> None:
+    parser = HfArgumentParser(LLMClientConfig, prog="python -m dataset_builder batch")
+    parser.add_argument("action", choices=["submit", "collect"])
+    parser.add_argument("targets", nargs="+", help="batch input files to submit, or batch ids to collect")
+    parser.add_argument("--out", type=Path, default=Path("out/batches"), help="where collected outputs go")
+    namespace = vars(parser.parse_args(argv))
+    client = LLMClient(LLMClientConfig(**{f.name: namespace[f.name] for f in dataclasses.fields(LLMClientConfig)}))
+    for target in namespace["targets"]:
+        if namespace["action"] == "submit":
+            print(f"{target}: submitted as batch {client.submit_batch(target)}")
+            continue
+        output = client.fetch_batch(target, namespace["out"])
+        if output is None:
+            print(f"{target}: still running; collect it again later")
+        else:
+            report = client.ingest_batch_output(output)
+            print(
+                f"{target}: {report.stored} answers cached, {report.already_cached} already were, "
+                f"{len(report.failures)} failed"
+            )
+
+
 def export_command(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m dataset_builder export", description="Write the Hub folder.")
     parser.add_argument("build_dir", type=Path)
@@ -173,7 +213,13 @@ def push_command(argv: list[str]) -> None:
 
 USER_ERRORS = (InputError, DataUseError, ValueError, FileNotFoundError)
 """Errors that name the input and the fix: printed as one line, not a traceback."""
-COMMANDS = {"parse": parse_command, "build": build_command, "export": export_command, "push": push_command}
+COMMANDS = {
+    "parse": parse_command,
+    "build": build_command,
+    "batch": batch_command,
+    "export": export_command,
+    "push": push_command,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,6 +49,13 @@ class BuildOptions:
     generation_temperature: float = field(
         default=0.7, metadata=_help("Sampling temperature of QA generation (translation always uses 0).")
     )
+    batch_dir: str | None = field(
+        default=None,
+        metadata=_help(
+            "Write the uncached translation requests as OpenAI Batch API files here and stop; "
+            "`python -m dataset_builder batch submit/collect` fills the cache, then run build again."
+        ),
+    )
     dry_run: bool = field(
         default=False, metadata=_help("Print the requests, tokens and estimated cost of the llm stages; send nothing.")
     )

@@ -13,8 +13,10 @@ from datasets import load_from_disk
 
 from dataset_builder.__main__ import main
 from dataset_builder.gold import SAMPLE_DIR
-from fault_proxy import Fault, FaultProxy
 from ko_radiology.llm_cache import ResponseStore, cache_key
+from ko_radiology.llm_client import LLMClient, LLMClientConfig
+from tests.batch_simulator import simulate_openai_batch
+from tests.fault_proxy import Fault, FaultProxy
 
 REPORTS = 3
 
@@ -146,3 +148,23 @@ def test_hf_backend_translates_with_a_local_model(tiny_seq2seq, tmp_path):
     assert len(rows) == 2
     assert {row["translator_backend"] for row in rows} == {"hf"}
     assert all(section["ko"] is not None for row in rows for section in row["sections"])
+
+
+def test_batch_api_round_trip_then_the_build_sends_no_translation(proxy, tiny_server, tmp_path):
+    out, batches = tmp_path / "build", tmp_path / "batches"
+    args = build_args(proxy, tiny_server, out, 2)
+    args[args.index("translation,qa")] = "translation"
+    assert main([*args, "--batch-dir", str(batches)]) == 0
+    assert proxy.forwarded == [] and not (out / "translation").exists()
+    (batch_file,) = batches.glob("batch-*.jsonl")
+    output = tmp_path / "output.jsonl"
+    simulate_openai_batch(batch_file, output, tiny_server)  # what `batch collect` downloads
+    client = LLMClient(LLMClientConfig(model=tiny_server.model, cache_path=str(out / "llm_cache.sqlite")))
+    assert client.ingest_batch_output(output).stored == len(batch_file.read_text().splitlines())
+    client.close()
+
+    assert main([*args, "--batch-dir", str(batches)]) == 0
+    assert proxy.forwarded == []
+    assert sum(load_from_disk(str(out / "translation")).num_rows.values()) == 2
+    (ledger,) = summary_of(out)["ledger_all_runs"]
+    assert ledger["batch"] > 0 and ledger["sent"] == 0

@@ -16,7 +16,6 @@ import textwrap
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from ko_radiology.data_use import DataUseError, check_data_use
@@ -30,6 +29,7 @@ from ko_radiology.llm_client import (
     RetriesExhaustedError,
     parse_retry_after,
 )
+from tests.batch_simulator import simulate_openai_batch
 from tests.fault_proxy import Fault, FaultProxy
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -350,19 +350,6 @@ def test_kill_9_mid_run_then_resume_loses_nothing_and_repeats_nothing(tmp_path, 
     assert len(completed_keys(cache_path)) == count
     assert not set(resent) & done_before_kill, "a call completed before the kill was sent again"
     assert len(resent) == len(set(resent)) == count - len(done_before_kill)
-
-
-def simulate_openai_batch(input_path: Path, output_path: Path, tiny_server) -> None:
-    """Answer each Batch input line with the real server and write OpenAI's output format, plus one failed line."""
-    lines = []
-    for number, line in enumerate(input_path.read_text().splitlines()):
-        row = json.loads(line)
-        answer = httpx.post(f"{tiny_server.base_url}/chat/completions", json=row["body"], timeout=60)
-        response = {"status_code": answer.status_code, "request_id": f"req_{number}", "body": answer.json()}
-        lines.append({"id": f"batch_req_{number}", "custom_id": row["custom_id"], "response": response, "error": None})
-    failed = {"code": "server_error", "message": "boom"}
-    lines.append({"id": "batch_req_x", "custom_id": "f" * 64, "response": None, "error": failed})
-    output_path.write_text("".join(json.dumps(line) + "\n" for line in lines))
 
 
 def test_batch_api_files_round_trip_into_the_cache(tmp_path, proxy, tiny_server):
