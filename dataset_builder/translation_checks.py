@@ -7,6 +7,8 @@ from dataset_builder.glossary import Glossary
 from ko_radiology.text_checks import is_mostly_korean
 
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
+# Latin letters only around units: Korean particles glue to them ("2 cm에서"), and \b would treat them as letters.
+_UNIT = re.compile(r"(?<![A-Za-z])(?:mm|cm|ml)(?![A-Za-z])|%|°", re.IGNORECASE)
 LATERALITY = {
     "right": ("우", "오른"),
     "left": ("좌", "왼"),
@@ -27,6 +29,8 @@ def check_section(name: str, english: str, korean: str, glossary: Glossary) -> l
         problems.append("not_korean")
     if sorted(_NUMBER.findall(english)) != sorted(_NUMBER.findall(korean)):
         problems.append("numbers_changed")
+    if sorted(_units(english)) != sorted(_units(korean)):
+        problems.append("units_changed")
     lowered = english.lower()
     for side, korean_markers in LATERALITY.items():
         if re.search(rf"\b{side}\b", lowered) and not any(marker in korean for marker in korean_markers):
@@ -39,3 +43,7 @@ def check_section(name: str, english: str, korean: str, glossary: Glossary) -> l
     if missing:
         problems.append("glossary_terms_missing:" + "|".join(missing))
     return [f"{name}:{problem}" for problem in problems]
+
+
+def _units(text: str) -> list[str]:
+    return [unit.lower() for unit in _UNIT.findall(text)]
