@@ -14,8 +14,9 @@ $(INSTALLED): requirements.txt
 	$(PYTHON) -m pip install --quiet --requirement requirements.txt
 	touch $(INSTALLED)
 
+# Offline switches: no test may reach for the Hub.
 test: setup
-	$(PYTHON) -m pytest
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PYTHON) -m pytest
 
 quality: $(INSTALLED)
 	$(VENV)/bin/ruff check .
