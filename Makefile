@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: setup test quality bench
+.PHONY: setup test quality bench bench-gpu
 
 setup: $(INSTALLED)
 	$(PYTHON) -m ko_radiology.models prepare
@@ -22,5 +22,11 @@ quality: $(INSTALLED)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# CPU benchmarks (each prints its numbers and its target); the GPU one needs CUDA: `make bench-gpu`.
+CPU_BENCHES := bench/bench_sections.py bench/bench_llm_client.py bench/bench_sft_cpu.py
+
 bench: setup
-	@for script in bench/*.py; do echo "== $$script"; $(PYTHON) $$script || exit 1; done
+	@for script in $(CPU_BENCHES); do echo "== $$script"; $(PYTHON) $$script || exit 1; done
+
+bench-gpu: setup
+	$(PYTHON) bench/bench_qlora_gpu.py

@@ -9,9 +9,13 @@ parser sees 100,000 distinct texts of realistic length rather than 64 cached one
 import argparse
 import random
 import re
+import sys
 import time
+from pathlib import Path
 
-from dataset_builder.gold import SAMPLE_DIR
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dataset_builder.gold import SAMPLE_DIR  # noqa: E402
 from dataset_builder.sections import parse_report
 
 

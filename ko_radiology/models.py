@@ -20,6 +20,8 @@ from ko_radiology.atomic_io import replace_dir
 BASE_MODEL_DIRNAME = "gemma-3-270m"
 TINY_MODEL_DIRNAME = "tiny-gemma3"
 PREPARED_MARKER = "prepared.json"
+EMBEDDED_PREFIX = "embedded:"
+"""`embedded:base` and `embedded:tiny` name the prepared folders wherever a model id or path is accepted."""
 CHAT_TEMPLATE = (Path(__file__).parent / "chat_template.jinja").read_text(encoding="utf-8")
 
 
@@ -122,6 +124,26 @@ def prepare_tiny_model(force: bool = False) -> Path:
         (tmp_dir / PREPARED_MARKER).write_text(json.dumps({"source": "random init, seed 0"}, indent=2))
 
     return replace_dir(folder, save)
+
+
+def resolve_model(name_or_path: str | None) -> str:
+    """The folder or Hub id to load: `embedded:base|tiny` map to the prepared folders; a missing folder fails here."""
+    if not name_or_path:
+        raise ValueError("model_name_or_path is not set. Set it in the recipe or pass --model_name_or_path.")
+    if name_or_path.startswith(EMBEDDED_PREFIX):
+        folder = model_path(name_or_path.removeprefix(EMBEDDED_PREFIX))
+        if not is_prepared(folder):
+            raise FileNotFoundError(
+                f"{name_or_path} is not prepared ({folder} is missing). Run `python -m ko_radiology.models prepare`."
+            )
+        return str(folder)
+    looks_local = name_or_path.startswith(("/", ".", "~")) or name_or_path.count("/") > 1
+    if looks_local and not Path(name_or_path).expanduser().is_dir():
+        raise FileNotFoundError(
+            f"Base model folder {name_or_path} does not exist. Pass --model_name_or_path with a model folder, a Hub "
+            "id such as Qwen/Qwen2.5-7B-Instruct, or embedded:base."
+        )
+    return str(Path(name_or_path).expanduser()) if looks_local else name_or_path
 
 
 def load_model_and_tokenizer(path: str | Path, dtype: str = "auto"):

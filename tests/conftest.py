@@ -1,5 +1,10 @@
-"""Shared fixtures. `tiny_server` is a real `transformers serve` of the tiny random-weight model, for any test that
-needs an OpenAI-compatible endpoint:
+"""Shared fixtures.
+
+`gold_hub_folder` is the shipped sample built with `--gold` and exported as a Hub folder, exactly as users get it
+(`load_dataset(folder, "qa")`); training tests learn from it.
+
+`tiny_server` is a real `transformers serve` of the tiny random-weight model, for any test that needs an
+OpenAI-compatible endpoint:
 
     def test_something(tiny_server):
         config = LLMClientConfig(base_url=tiny_server.base_url, model=tiny_server.model, api_key_env=None)
@@ -21,9 +26,21 @@ from pathlib import Path
 import httpx
 import pytest
 
+from dataset_builder.__main__ import main as dataset_builder
+from dataset_builder.gold import SAMPLE_DIR
 from ko_radiology.models import is_prepared, model_path
 
 SERVER_START_TIMEOUT_S = 180
+
+
+@pytest.fixture(scope="session")
+def gold_hub_folder(tmp_path_factory) -> Path:
+    """The sample built with `--gold` and exported as a Hub folder, exactly as users get it (`load_dataset`)."""
+    build_dir = tmp_path_factory.mktemp("build")
+    hub_dir = tmp_path_factory.mktemp("hub") / "ko-cxr-qa"
+    assert dataset_builder(["build", "--data-dir", str(SAMPLE_DIR), "--gold", "--out", str(build_dir)]) == 0
+    assert dataset_builder(["export", str(build_dir), "--out", str(hub_dir), "--repo-id", "org/ko-cxr-qa"]) == 0
+    return hub_dir
 
 
 @dataclass(frozen=True)

@@ -18,18 +18,9 @@ GOOD_REPORT = (
 )
 
 
-@pytest.fixture(scope="module")
-def hub_folder(tmp_path_factory):
-    build_dir = tmp_path_factory.mktemp("build")
-    hub_dir = tmp_path_factory.mktemp("hub") / "ko-cxr-qa"
-    assert main(["build", "--data-dir", str(SAMPLE_DIR), "--gold", "--out", str(build_dir)]) == 0
-    assert main(["export", str(build_dir), "--out", str(hub_dir), "--repo-id", "org/ko-cxr-qa"]) == 0
-    return hub_dir
-
-
 @pytest.mark.parametrize("config", ["notes", "translation", "qa"])
-def test_exported_folder_loads_like_the_hub(hub_folder, config):
-    dataset = load_dataset(str(hub_folder), config)
+def test_exported_folder_loads_like_the_hub(gold_hub_folder, config):
+    dataset = load_dataset(str(gold_hub_folder), config)
     assert set(dataset) == {"train", "validation", "test"}
     splits = json.loads((SAMPLE_DIR / "splits.json").read_text())
     key = "id" if config == "qa" else "study_id"
@@ -41,8 +32,8 @@ def test_exported_folder_loads_like_the_hub(hub_folder, config):
     assert len(all_ids) == len(set(all_ids))
 
 
-def test_qa_rows_carry_the_shared_prompt_format(hub_folder):
-    qa = load_dataset(str(hub_folder), "qa", split="train")
+def test_qa_rows_carry_the_shared_prompt_format(gold_hub_folder):
+    qa = load_dataset(str(gold_hub_folder), "qa", split="train")
     row = qa[0]
     assert row["messages"] == build_messages(row["report_ko"], row["instruction"], row["answer"])
     assert row["report_ko"].startswith("검사: ") and "결론: " in row["report_ko"]
@@ -50,15 +41,15 @@ def test_qa_rows_carry_the_shared_prompt_format(hub_folder):
     assert set(qa["split"]) == {"train"} and set(qa["generator_model"]) == {"gold"}
 
 
-def test_translation_rows_keep_sections_and_flag_problems(hub_folder):
-    translation = load_dataset(str(hub_folder), "translation", split="test")
+def test_translation_rows_keep_sections_and_flag_problems(gold_hub_folder):
+    translation = load_dataset(str(gold_hub_folder), "translation", split="test")
     for row in translation:
         assert [s["name"] for s in row["sections"]] and all(s["en"] and s["ko"] for s in row["sections"])
         assert row["hangul_ratio"] > 0.5 and row["translator_backend"] == "gold"
 
 
-def test_card_is_gated_and_declares_every_config(hub_folder):
-    readme = (hub_folder / "README.md").read_text()
+def test_card_is_gated_and_declares_every_config(gold_hub_folder):
+    readme = (gold_hub_folder / "README.md").read_text()
     metadata = yaml.safe_load(readme.split("---")[1])
     assert {config["config_name"] for config in metadata["configs"]} == {"notes", "translation", "qa"}
     assert "PhysioNet" in metadata["extra_gated_prompt"] and metadata["extra_gated_fields"]
@@ -66,14 +57,14 @@ def test_card_is_gated_and_declares_every_config(hub_folder):
     assert "| `messages` |" in readme and "Limitations" in readme
 
 
-def test_original_format_jsonl(hub_folder):
-    lines = (hub_folder / "original_format" / "test.jsonl").read_text().splitlines()
+def test_original_format_jsonl(gold_hub_folder):
+    lines = (gold_hub_folder / "original_format" / "test.jsonl").read_text().splitlines()
     assert len(lines) == 70
     assert set(json.loads(lines[0])) == {"report", "instruction", "answer"}
 
 
-def test_push_dry_run_plans_a_gated_dataset(hub_folder, capsys):
-    assert main(["push", str(hub_folder), "--repo-id", "org/ko-cxr-qa", "--dry-run"]) == 0
+def test_push_dry_run_plans_a_gated_dataset(gold_hub_folder, capsys):
+    assert main(["push", str(gold_hub_folder), "--repo-id", "org/ko-cxr-qa", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "repo_type='dataset'" in out and "gated='manual'" in out and "qa/train-00000-of-00001.parquet" in out
 

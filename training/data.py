@@ -1,0 +1,115 @@
+"""The `qa` dataset as token ids and answer-only labels, in the one shared prompt format.
+
+Messages are rebuilt from `report_ko`, `instruction` and `answer` with `ko_radiology.prompts.build_messages`, so a
+model is trained on exactly the prompt the Space and eval send. Labels are -100 everywhere except the answer and the
+end-of-turn tokens the chat template puts after it, so the model learns to answer and to stop.
+"""
+
+from datasets import Dataset, DatasetDict, load_dataset
+from transformers import PreTrainedTokenizerBase
+
+from ko_radiology.prompts import build_messages
+
+REQUIRED_COLUMNS = ("report_ko", "instruction", "answer")
+OVERLONG_POLICIES = ("drop", "truncate")
+
+
+def load_qa_splits(name_or_path: str, config_name: str, splits: list[str]) -> DatasetDict:
+    """Load `splits` of the dataset config and check each has rows and the columns the prompt needs."""
+    try:
+        dataset = load_dataset(name_or_path, config_name)
+    except (FileNotFoundError, ValueError) as error:
+        if "corresponds to no data" in str(error):
+            raise ValueError(
+                f"A split of {name_or_path!r} ({config_name}) is empty: {error} Rebuild the dataset with "
+                "`python -m dataset_builder export`, or pick other splits in the recipe."
+            ) from error
+        raise ValueError(
+            f"Could not load config {config_name!r} of dataset {name_or_path!r}: {error}. Pass --dataset_name with a "
+            "folder written by `python -m dataset_builder export` or a Hub id, and --dataset_config qa."
+        ) from error
+    selected = {}
+    for split in splits:
+        if split not in dataset:
+            raise ValueError(
+                f"Dataset {name_or_path!r} ({config_name}) has no split {split!r} (splits: {', '.join(dataset)}). "
+                "Set dataset_train_split / dataset_test_split in the recipe."
+            )
+        selected[split] = check_qa_split(dataset[split], f"{name_or_path} [{split}]")
+    return DatasetDict(selected)
+
+
+def check_qa_split(split: Dataset, label: str) -> Dataset:
+    missing = [column for column in REQUIRED_COLUMNS if column not in split.column_names]
+    if missing:
+        raise ValueError(
+            f"{label} has no column(s) {', '.join(missing)} (columns: {', '.join(split.column_names)}). "
+            "Export the `qa` config with `python -m dataset_builder export`, or pass --dataset_config qa."
+        )
+    if len(split) == 0:
+        raise ValueError(f"{label} is empty. Rebuild the dataset or pick another split in the recipe.")
+    return split
+
+
+def tokenize_example(example: dict, tokenizer: PreTrainedTokenizerBase) -> dict:
+    """Token ids of the whole chat, and labels that keep only what follows the prompt: the answer and end of turn.
+
+    The answer starts where the tokenized prompt (with the generation prompt) ends, which works for any chat template,
+    with or without `{% generation %}` markers.
+    """
+    messages = build_messages(example["report_ko"], example["instruction"], example["answer"])
+    prompt_ids = tokenizer.apply_chat_template(
+        messages[:-1], tokenize=True, add_generation_prompt=True, return_dict=True
+    )
+    input_ids = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
+    prompt_ids = prompt_ids["input_ids"]
+    if input_ids[: len(prompt_ids)] != prompt_ids or len(input_ids) == len(prompt_ids):
+        raise ValueError(
+            "The chat template renders the prompt differently alone than followed by the answer, so the answer "
+            "tokens cannot be found. Use a template whose generation prompt is a prefix of the assistant turn "
+            "(set --chat_template_path)."
+        )
+    labels = [-100] * len(prompt_ids) + list(input_ids[len(prompt_ids) :])
+    return {"input_ids": list(input_ids), "labels": labels}
+
+
+def fit_to_max_length(dataset: Dataset, max_length: int | None, policy: str, label: str) -> Dataset:
+    """Drop or truncate (keeping the start) examples longer than `max_length`, and print how many.
+
+    A truncated example keeps its report and the first part of its answer; one whose answer is cut entirely is
+    dropped, since it has nothing to learn from.
+    """
+    if max_length is None:
+        return dataset
+    overlong = sum(length > max_length for length in map(len, dataset["input_ids"]))
+    if overlong == 0:
+        return dataset
+    if policy == "drop":
+        dataset = dataset.filter(lambda example: len(example["input_ids"]) <= max_length)
+        print(f"{label}: dropped {overlong} of {overlong + len(dataset)} examples longer than {max_length} tokens.")
+        return dataset
+    before = len(dataset)
+    dataset = dataset.map(lambda example: {key: example[key][:max_length] for key in ("input_ids", "labels")}).filter(
+        lambda example: any(token != -100 for token in example["labels"])
+    )
+    print(
+        f"{label}: truncated {overlong} of {before} examples to {max_length} tokens; "
+        f"{before - len(dataset)} lost their whole answer and were dropped."
+    )
+    return dataset
+
+
+def prepare_qa_split(
+    split: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int | None, policy: str, label: str
+) -> Dataset:
+    """A split as `input_ids` and `labels` columns, ready for the trainer (which then skips its own formatting)."""
+    tokenized = split.map(
+        tokenize_example,
+        fn_kwargs={"tokenizer": tokenizer},
+        remove_columns=split.column_names,
+        desc=f"Tokenizing {label}",
+    )
+    fitted = fit_to_max_length(tokenized, max_length, policy, label)
+    if len(fitted) == 0:
+        raise ValueError(f"{label} has no example left within max_length={max_length}. Raise --max_length.")
+    return fitted
