@@ -151,6 +151,8 @@ def test_saved_adapter_loads_and_generates(trained):
     }
     card = (output_dir / "README.md").read_text()
     assert "Not a medical device" in card and "Validation loss, untuned base" in card and "| n/a |" not in card
+    metadata = yaml.safe_load(card.split("---")[1])
+    assert metadata["library_name"] == "peft" and "datasets" not in metadata  # trained on a local folder
     model = AutoPeftModelForCausalLM.from_pretrained(output_dir)
     tokenizer = AutoTokenizer.from_pretrained(output_dir)
     inputs = tokenizer.apply_chat_template(

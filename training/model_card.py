@@ -28,6 +28,8 @@ def card_values(
         "model_id": training_args.hub_model_id or training_args.output_dir,
         "base_model": results["base_model"],
         "dataset_name": script_args.dataset_name,
+        # The Hub links `datasets:` entries; a local export folder is named in the text only.
+        "dataset_hub_id": None if Path(script_args.dataset_name).exists() else script_args.dataset_name,
         "dataset_config": script_args.dataset_config,
         "train_split": script_args.dataset_train_split,
         "eval_split": script_args.dataset_test_split,
