@@ -146,15 +146,18 @@ def resolve_model(name_or_path: str | None) -> str:
     return str(Path(name_or_path).expanduser()) if looks_local else name_or_path
 
 
+def require_chat_template(tokenizer, source: str | Path, fix: str = "Use an instruct/chat model.") -> None:
+    """Every model here is prompted through `build_messages`, so a tokenizer without a chat template is unusable."""
+    if not tokenizer.chat_template:
+        raise ValueError(f"The tokenizer of {source} has no chat template. {fix}")
+
+
 def load_model_and_tokenizer(path: str | Path, dtype: str = "auto"):
     """Load a prepared folder (or any causal LM id/path) and refuse one without a chat template."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(path)
-    if tokenizer.chat_template is None:
-        raise ValueError(
-            f"The tokenizer of {path} has no chat template; use an instruct/chat model or set `chat_template`."
-        )
+    require_chat_template(tokenizer, path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     return model, tokenizer
 

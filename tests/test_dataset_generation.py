@@ -147,7 +147,15 @@ def test_hf_backend_translates_with_a_local_model(tiny_seq2seq, tmp_path):
     rows = [row for split in load_from_disk(str(out / "translation")).values() for row in split]
     assert len(rows) == 2
     assert {row["translator_backend"] for row in rows} == {"hf"}
-    assert all(section["ko"] is not None for row in rows for section in row["sections"])
+    assert {row["translator_model"] for row in rows} == {str(tiny_seq2seq)}
+    # each section's text is what that local model generates for that section's English
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_seq2seq)
+    model = AutoModelForSeq2SeqLM.from_pretrained(tiny_seq2seq).eval()
+    section = rows[0]["sections"][-1]
+    generated = model.generate(**tokenizer([section["en"]], return_tensors="pt"), max_new_tokens=8)
+    assert section["ko"] == tokenizer.decode(generated[0], skip_special_tokens=True).strip()
 
 
 def test_batch_api_round_trip_then_the_build_sends_no_translation(proxy, tiny_server, tmp_path):

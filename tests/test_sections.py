@@ -39,8 +39,8 @@ def test_history_stays_its_own_section_and_recommendations_are_canonical():
 
 def test_text_on_the_header_line_is_kept():
     parsed = parse_report(sample_report("s51000114"))
-    assert parsed.sections["impression"]
-    assert not parsed.sections["impression"].startswith(":")
+    assert parsed.sections["impression"] == "Hyperinflation consistent with COPD, unchanged. No evidence of pneumonia."
+    assert parsed.sections["indication"].endswith("increased sputum production. // pneumonia?")
 
 
 def test_addendum_and_unknown_headers_are_not_lost():

@@ -25,7 +25,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser, get_peft_config, get_quantization_config
 
-from ko_radiology.models import resolve_model
+from ko_radiology.models import require_chat_template, resolve_model
 from training.data import OVERLONG_POLICIES, load_qa_splits, prepare_qa_split
 from training.model_card import card_values, write_model_card
 from training.trainer import AnswerOnlySFTTrainer
@@ -72,11 +72,12 @@ def load_chat_tokenizer(name_or_path: str, training_args: SFTConfig) -> PreTrain
         if not template_path.endswith((".jinja", ".j2")) or not os.path.isfile(template_path):
             raise ValueError(f"chat_template_path {template_path} is not a .jinja file. Pass a Jinja template file.")
         tokenizer.chat_template = Path(template_path).read_text(encoding="utf-8")
-    if not tokenizer.chat_template:
-        raise ValueError(
-            f"The tokenizer of {name_or_path} has no chat template. Use an instruct/chat model, or pass "
-            "--chat_template_path with a .jinja template (e.g. ko_radiology/chat_template.jinja for Gemma)."
-        )
+    require_chat_template(
+        tokenizer,
+        name_or_path,
+        "Use an instruct/chat model, or pass --chat_template_path with a .jinja template "
+        "(e.g. ko_radiology/chat_template.jinja for Gemma).",
+    )
     return tokenizer
 
 
