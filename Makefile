@@ -9,9 +9,11 @@ setup: $(INSTALLED)
 	$(PYTHON) -m ko_radiology.models prepare
 
 # Re-installs only when requirements.txt changes, so a second `make setup` takes seconds.
-$(INSTALLED): requirements.txt
+# The project itself is installed editable, so `ko_radiology` imports from anywhere (the eval metric module needs it).
+$(INSTALLED): requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --requirement requirements.txt
+	$(PYTHON) -m pip install --quiet --no-deps --no-build-isolation --editable .
 	touch $(INSTALLED)
 
 # Offline switches: no test may reach for the Hub.
