@@ -1,17 +1,17 @@
 """Command line of the dataset builder.
 
-    python -m dataset_builder parse dataset_builder/sample --out notes.jsonl
+    python -m dataset_builder parse dataset_builder/sample --out out/notes.jsonl
     python -m dataset_builder build --data-dir dataset_builder/sample --gold --out out/build
     python -m dataset_builder build --data-dir ~/mimic-cxr-reports --out out/build \\
         --model my-model --base-url http://127.0.0.1:8000/v1 --dry-run
     python -m dataset_builder build ... --batch-dir out/batches      # OpenAI Batch API: write, then
-    python -m dataset_builder batch submit out/batches/batch-0000.jsonl --model gpt-4o-mini ...
-    python -m dataset_builder batch collect BATCH_ID --model gpt-4o-mini ...   # answers into the cache
+    python -m dataset_builder batch submit out/batches/batch-0000.jsonl --out out/build --model gpt-4o-mini ...
+    python -m dataset_builder batch collect BATCH_ID --out out/build --model gpt-4o-mini ...   # into OUT's cache
     python -m dataset_builder export out/build --out out/hub --repo-id org/ko-cxr-qa
     python -m dataset_builder push out/hub --repo-id org/ko-cxr-qa --dry-run
 
-`build` takes every field of `BuildOptions` and `LLMClientConfig` as a flag, or from `--config build.yaml`
-(flags override the file).
+`build` takes every field of `BuildOptions` and `EndpointOptions` (the LLM client's config) as a flag, or from
+`--config build.yaml` (flags override the file). `build` and `batch` share the cache `OUT/llm_cache.sqlite`.
 """
 
 import argparse
@@ -20,19 +20,17 @@ import json
 import sys
 from pathlib import Path
 
-import datasets
 import yaml
 from transformers import HfArgumentParser
 
-from dataset_builder.hub import export_hub_folder, push_hub_folder
-from dataset_builder.ko_cxr_qa import KoCxrQa
-from dataset_builder.options import BuildOptions
+from dataset_builder.build_dir import SUMMARY_FILE, write_build
+from dataset_builder.hub import export_hub_folder, push_hub_folder, push_plan
+from dataset_builder.options import DEFAULT_OUT, BuildOptions, EndpointOptions
 from dataset_builder.pipeline import Pipeline, note_record
+from dataset_builder.provenance import USER
 from dataset_builder.sources import InputError, ReportSource
-from dataset_builder.translate import present_sections
-from ko_radiology.atomic_io import replace_dir, write_text_atomically
-from ko_radiology.data_use import DataUseError
-from ko_radiology.llm_client import LLMClient, LLMClientConfig, LLMRequest
+from ko_radiology.atomic_io import write_text_atomically
+from ko_radiology.llm import DataUseError, LLMClient
 
 
 def parse_command(argv: list[str]) -> None:
@@ -48,146 +46,104 @@ def parse_command(argv: list[str]) -> None:
         print(f"  skipped {item.source}: {item.reason}")
 
 
-def build_parser() -> HfArgumentParser:
-    parser = HfArgumentParser((BuildOptions, LLMClientConfig), prog="python -m dataset_builder build")
-    parser.add_argument("--config", type=Path, help="YAML file with any of these options; flags override it.")
-    for action in parser._actions:
-        if action.dest == "model":
-            action.required = False  # only the llm backends need a model
-    return parser
-
-
-def parse_build_args(argv: list[str]) -> tuple[BuildOptions, dict]:
-    parser = build_parser()
+def read_config_file(argv: list[str]) -> dict:
+    """The `--config` YAML's options, checked against the dataclass fields (flags given too override them)."""
     config_reader = argparse.ArgumentParser(add_help=False)
     config_reader.add_argument("--config", type=Path)
     config_path = config_reader.parse_known_args(argv)[0].config
-    if config_path:
-        from_file = yaml.safe_load(config_path.read_text()) or {}
-        known = {action.dest for action in parser._actions}
-        unknown = sorted(set(from_file) - known)
-        if unknown:
-            raise ValueError(
-                f"{config_path} has unknown keys {unknown}; see `python -m dataset_builder build --help`."
-            )
-        parser.set_defaults(**from_file)
-        for action in parser._actions:
-            action.required = action.required and action.dest not in from_file
-    namespace = vars(parser.parse_args(argv))
-    options = BuildOptions(**{f.name: namespace[f.name] for f in dataclasses.fields(BuildOptions)})
-    endpoint = {f.name: namespace[f.name] for f in dataclasses.fields(LLMClientConfig)}
-    if endpoint["cache_path"] == LLMClientConfig.__dataclass_fields__["cache_path"].default:
-        endpoint["cache_path"] = str(options.out_dir / "llm_cache.sqlite")  # the cache belongs to the build
+    if config_path is None:
+        return {}
+    from_file = yaml.safe_load(config_path.read_text()) or {}
+    known = {item.name for options in (BuildOptions, EndpointOptions) for item in dataclasses.fields(options)}
+    unknown = sorted(set(from_file) - known)
+    if unknown:
+        raise ValueError(f"{config_path} has unknown keys {unknown}; see `python -m dataset_builder build --help`.")
+    return from_file
+
+
+def parse_build_args(argv: list[str]) -> tuple[BuildOptions, EndpointOptions]:
+    parser = HfArgumentParser((BuildOptions, EndpointOptions), prog="python -m dataset_builder build")
+    parser.add_argument("--config", type=Path, help="YAML file with any of these options; flags override it.")
+    parser.set_defaults(**read_config_file(argv))
+    options, endpoint, _ = parser.parse_args_into_dataclasses(args=argv)
     return options, endpoint
-
-
-def make_client(options: BuildOptions, endpoint: dict) -> LLMClient | None:
-    needs_llm = ("translation" in options.config_names or "qa" in options.config_names) and "llm" in (
-        options.translator,
-        options.generator if "qa" in options.config_names else "",
-    )
-    if not needs_llm:
-        return None
-    if not endpoint["model"]:
-        raise ValueError("The llm backend needs --model (the name your endpoint serves) and --base-url; or --gold.")
-    return LLMClient(LLMClientConfig(**endpoint))
-
-
-def translation_requests(pipeline: Pipeline) -> list[LLMRequest]:
-    """Every translation request of the build, known before anything is sent (unlike QA's, which need the Korean)."""
-    notes = [note for notes in pipeline.notes_by_split().values() for note in notes]
-    conversations = [
-        pipeline.translator.messages(name, text) for note in notes for name, text in present_sections(note).items()
-    ]
-    return pipeline.translator.complete_many.requests(conversations)
 
 
 def print_dry_run(pipeline: Pipeline) -> None:
     """Translation requests exactly (cached or not); QA requests projected, since they depend on the translations."""
     notes = [note for notes in pipeline.notes_by_split().values() for note in notes]
-    print(f"{len(notes)} reports; skipped {len(pipeline.source.skipped)}")
-    if pipeline.options.translator == "llm":
-        print(pipeline.client.dry_run(translation_requests(pipeline)).table())
-    if "qa" in pipeline.options.config_names and pipeline.options.generator == "llm":
+    print(f"{len(notes)} reports; skipped {len(pipeline.source.skipped)}; provenance {pipeline.provenance}")
+    if "translation" in pipeline.llm_stages:
+        print(pipeline.client.dry_run(pipeline.translation_requests()).table())
+    if "qa" in pipeline.llm_stages:
         calls = 2 * len(notes) * pipeline.options.tasks_per_report
         print(f"qa generation: up to {calls} more requests (one instruction and one answer per task and report).")
 
 
+def write_batch_files(pipeline: Pipeline) -> bool:
+    """Write the uncached translation requests as Batch API files; False when every one is cached already."""
+    options = pipeline.options
+    files = pipeline.client.write_batch_jsonl(pipeline.translation_requests(), options.batch_dir)
+    if not files.written:
+        return False
+    print(
+        f"{files.written} uncached translation requests ({files.skipped_cached} cached) → "
+        f"{', '.join(map(str, files.paths))}.\nNext: python -m dataset_builder batch submit FILE... "
+        f"--out {options.out} [endpoint flags]; then batch collect BATCH_ID... --out {options.out}; "
+        "then this build again."
+    )
+    return True
+
+
 def build_command(argv: list[str]) -> None:
     options, endpoint = parse_build_args(argv)
-    client = make_client(options, endpoint)
-    pipeline = Pipeline(options, client)
-    pipeline.check_backends()
-    if options.dry_run:
-        print_dry_run(pipeline)
-        return
-    if options.batch_dir and options.translator == "llm":
-        files = pipeline.client.write_batch_jsonl(translation_requests(pipeline), options.batch_dir)
-        if files.written:
-            print(
-                f"{files.written} uncached translation requests ({files.skipped_cached} cached) → "
-                f"{', '.join(map(str, files.paths))}.\nNext: python -m dataset_builder batch submit FILE... "
-                f"--cache-path {endpoint['cache_path']} [endpoint flags]; then batch collect BATCH_ID...; "
-                "then this build again."
-            )
-            return
-    for name in options.config_names:
-        builder = KoCxrQa(config_name=name, data_dir=options.data_dir, cache_dir=str(options.out_dir / ".cache"))
-        builder.pipeline = pipeline
-        builder.download_and_prepare(download_mode=datasets.DownloadMode.FORCE_REDOWNLOAD)
-        built = built_splits(builder)
-        replace_dir(options.out_dir / name, lambda tmp, built=built: built.save_to_disk(str(tmp)))
-        print(f"{name}: {', '.join(f'{split} {rows.num_rows}' for split, rows in built.items())}")
-    write_summary(options, pipeline)
+    pipeline = Pipeline(options, endpoint)
+    try:
+        pipeline.check_backends()
+        if options.dry_run:
+            print_dry_run(pipeline)
+        elif not (options.batch_dir and "translation" in pipeline.llm_stages and write_batch_files(pipeline)):
+            rows = write_build(pipeline, options.out_dir)
+            print_build(pipeline, rows)
+    finally:
+        pipeline.close()
 
 
-def built_splits(builder: KoCxrQa) -> datasets.DatasetDict:
-    """The built splits; one whose every candidate was rejected stays, empty, so the summary's counts explain it."""
-    return datasets.DatasetDict(
-        {
-            split: builder.as_dataset(split)
-            if info.num_examples
-            else datasets.Dataset.from_dict({name: [] for name in builder.info.features}, builder.info.features)
-            for split, info in builder.info.splits.items()
-        }
-    )
-
-
-def write_summary(options: BuildOptions, pipeline: Pipeline) -> None:
-    summary = {
-        "counts": dict(sorted(pipeline.counts.items())),
-        "qa_rejected": dict(sorted(pipeline.rejected().items())),
-        "skipped": [dataclasses.asdict(item) for item in pipeline.source.skipped],
-    }
+def print_build(pipeline: Pipeline, rows: dict[str, dict[str, int]]) -> None:
+    for name, splits in rows.items():
+        counts = ", ".join(f"{split} {n}" for split, n in splits.items()) or f"no rows (see {SUMMARY_FILE})"
+        print(f"{name}: {counts}")
     if pipeline.client is not None:
-        this_run, cumulative = pipeline.client.ledger(run_only=True), pipeline.client.ledger()
-        summary["ledger_this_run"] = [dataclasses.asdict(row) for row in this_run.rows]
-        summary["ledger_all_runs"] = [dataclasses.asdict(row) for row in cumulative.rows]
-        print(f"this run:\n{this_run.table()}\nall runs on this cache:\n{cumulative.table()}")
-    write_text_atomically(options.out_dir / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False))
-    print(f"summary → {options.out_dir / 'summary.json'}: {summary['counts']} rejected {summary['qa_rejected']}")
+        print(f"this run:\n{pipeline.client.ledger(run_only=True).table()}")
+        print(f"all runs on this cache:\n{pipeline.client.ledger().table()}")
+    summary, path = pipeline.summary(), pipeline.options.out_dir / SUMMARY_FILE
+    print(f"summary → {path}: {summary['counts']} rejected {summary['qa_rejected']}")
 
 
 def batch_command(argv: list[str]) -> None:
-    parser = HfArgumentParser(LLMClientConfig, prog="python -m dataset_builder batch")
+    parser = HfArgumentParser(EndpointOptions, prog="python -m dataset_builder batch")
     parser.add_argument("action", choices=["submit", "collect"])
     parser.add_argument("targets", nargs="+", help="batch input files to submit, or batch ids to collect")
-    parser.add_argument("--out", type=Path, default=Path("out/batches"), help="where collected outputs go")
-    namespace = vars(parser.parse_args(argv))
-    client = LLMClient(LLMClientConfig(**{f.name: namespace[f.name] for f in dataclasses.fields(LLMClientConfig)}))
-    for target in namespace["targets"]:
-        if namespace["action"] == "submit":
-            print(f"{target}: submitted as batch {client.submit_batch(target)}")
-            continue
-        output = client.fetch_batch(target, namespace["out"])
-        if output is None:
-            print(f"{target}: still running; collect it again later")
-        else:
-            report = client.ingest_batch_output(output)
-            print(
-                f"{target}: {report.stored} answers cached, {report.already_cached} already were, "
-                f"{len(report.failures)} failed"
-            )
+    parser.add_argument(
+        "--out", type=Path, default=Path(DEFAULT_OUT), help="the build folder: its cache receives the answers"
+    )
+    endpoint, args = parser.parse_args_into_dataclasses(args=argv)
+    with LLMClient(endpoint.client_config(args.out, endpoint.data_provenance or USER)) as client:
+        for target in args.targets:
+            print(f"{target}: {submit_or_collect(client, args.action, target, args.out / 'batches')}")
+
+
+def submit_or_collect(client: LLMClient, action: str, target: str, outputs: Path) -> str:
+    if action == "submit":
+        return f"submitted as batch {client.submit_batch(target)}"
+    output = client.fetch_batch(target, outputs)
+    if output is None:
+        return "still running; collect it again later"
+    report = client.ingest_batch_output(output)
+    return (
+        f"{report.stored} answers cached in {client.config.cache_path}, {report.already_cached} already were, "
+        f"{len(report.failures)} failed"
+    )
 
 
 def export_command(argv: list[str]) -> None:
@@ -201,14 +157,20 @@ def export_command(argv: list[str]) -> None:
 
 
 def push_command(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="python -m dataset_builder push", description="Push a gated dataset.")
+    parser = argparse.ArgumentParser(
+        prog="python -m dataset_builder push",
+        description="Push a Hub folder: created private, gated if credentialed, uploaded, then made visible.",
+    )
     parser.add_argument("folder", type=Path)
     parser.add_argument("--repo-id", required=True)
-    parser.add_argument("--private", action="store_true")
+    parser.add_argument("--private", action="store_true", help="leave the repo private after the upload")
     parser.add_argument("--dry-run", action="store_true", help="print what would be sent")
     args = parser.parse_args(argv)
-    for step in push_hub_folder(args.folder, args.repo_id, private=args.private, dry_run=args.dry_run):
-        print(("would " if args.dry_run else "done: ") + step)
+    if args.dry_run:
+        for step in push_plan(args.folder, args.repo_id, args.private):
+            print(f"would {step.description}")
+    else:
+        push_hub_folder(args.folder, args.repo_id, args.private)
 
 
 USER_ERRORS = (InputError, DataUseError, ValueError, FileNotFoundError)
@@ -229,9 +191,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     try:
         COMMANDS[argv[0]](argv[1:])
-    except datasets.exceptions.DatasetGenerationError as error:
-        print(f"error: {error.__cause__ or error}", file=sys.stderr)
-        return 1
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -83,7 +83,7 @@ def qa_record(
 
 
 class GoldQAGenerator:
-    model = GOLD_TRANSLATOR
+    backend = model = GOLD_TRANSLATOR
 
     def __init__(self, data_dir: Path):
         self.gold = load_gold_qa(data_dir)
@@ -122,6 +122,8 @@ def parse_question(reply: str | None) -> tuple[str, bool]:
 
 class LLMQAGenerator:
     """Two-stage generation through `complete_many` (the shared client), with counted filters."""
+
+    backend = "llm"
 
     def __init__(
         self,
@@ -193,7 +195,7 @@ class LLMQAGenerator:
         answers = self.complete_many([self._answer_messages(t, task, q) for t, task, q, _ in questions])
         records, per_study = [], Counter()
         for (translation, task, instruction, answerable), answer in zip(questions, answers, strict=True):
-            reason = self._answer_problem(task, answerable, (answer or "").strip())
+            reason = self._answer_problem(task, answerable, answer)
             if reason:
                 self.rejected[reason] += 1
                 continue
@@ -218,7 +220,9 @@ class LLMQAGenerator:
         for (translation, task, shown), reply in zip(candidates, replies, strict=True):
             instruction, answerable = parse_question(reply)
             same_report = [q for t, _, q, _ in accepted if t is translation]
-            if not instruction:
+            if reply is None:
+                reason = "question_request_failed"
+            elif not instruction:
                 reason = "question_malformed"
             elif not is_mostly_korean(instruction):
                 reason = "question_not_korean"
@@ -233,7 +237,10 @@ class LLMQAGenerator:
         return accepted
 
     @staticmethod
-    def _answer_problem(task: str, answerable: bool, answer: str) -> str | None:
+    def _answer_problem(task: str, answerable: bool, answer: str | None) -> str | None:
+        if answer is None:
+            return "answer_request_failed"
+        answer = answer.strip()
         if not answer:
             return "answer_empty"
         if not is_mostly_korean(answer):

@@ -1,7 +1,8 @@
 """Ko-CXR-QA: English chest X-ray reports (MIMIC-CXR layout) → parsed notes, Korean translations and Korean QA.
 
-`datasets` ≥ 4 no longer runs loading scripts, so this builder is run locally (`python -m dataset_builder build`)
-and its output is published as Parquet; users then `load_dataset("org/ko-cxr-qa", "qa")`.
+`datasets` ≥ 4 no longer runs loading scripts, so builds are run locally (`python -m dataset_builder build`, through
+the same `Pipeline`) and published as Parquet; users then `load_dataset("org/ko-cxr-qa", "qa")`. This builder is the
+`datasets` view of the gold sample, for code that wants a `DatasetBuilder`.
 
 Data the user brings (`data_dir`)::
 
@@ -18,7 +19,7 @@ from pathlib import Path
 import datasets
 
 from dataset_builder.options import BuildOptions
-from dataset_builder.pipeline import Pipeline
+from dataset_builder.pipeline import CONFIG_KEYS, Pipeline
 from dataset_builder.schemas import FEATURES
 from dataset_builder.splits import SPLIT_NAMES
 
@@ -54,15 +55,20 @@ _CONFIG_DESCRIPTIONS = {
 
 
 class KoCxrQa(datasets.GeneratorBasedBuilder):
-    """Set `builder.pipeline` to choose backends; without one, the builder uses the gold annotations of `data_dir`."""
+    """The `datasets` builder over the gold annotations of `data_dir` (the shipped sample's layout):
+
+        builder = KoCxrQa(config_name="qa", data_dir="dataset_builder/sample")
+        builder.download_and_prepare()
+        qa = builder.as_dataset()
+
+    Builds with a model go through `python -m dataset_builder build`, which shares one pipeline across configs.
+    """
 
     BUILDER_CONFIGS = [
         datasets.BuilderConfig(name=name, version=_VERSION, description=description)
         for name, description in _CONFIG_DESCRIPTIONS.items()
     ]
     DEFAULT_CONFIG_NAME = "qa"
-
-    pipeline: Pipeline | None = None
 
     def _info(self) -> datasets.DatasetInfo:
         return datasets.DatasetInfo(
@@ -74,13 +80,10 @@ class KoCxrQa(datasets.GeneratorBasedBuilder):
         )
 
     def _split_generators(self, dl_manager) -> list[datasets.SplitGenerator]:
-        if self.pipeline is None:
-            if not self.config.data_dir or not Path(self.config.data_dir).exists():
-                raise ValueError(f"{self.config.name} needs data_dir= pointing at your reports; see the docstring.")
-            self.pipeline = Pipeline(BuildOptions(data_dir=self.config.data_dir, gold=True))
+        if not self.config.data_dir or not Path(self.config.data_dir).exists():
+            raise ValueError(f"{self.config.name} needs data_dir= pointing at your reports; see the docstring.")
+        self.pipeline = Pipeline(BuildOptions(data_dir=self.config.data_dir, gold=True, configs=self.config.name))
         notes = self.pipeline.notes_by_split()
-        if not any(notes.values()):
-            raise ValueError(f"No usable report in {self.pipeline.source.path}: {self.pipeline.source.skipped[:3]}")
         return [
             datasets.SplitGenerator(name=split, gen_kwargs={"split": split})
             for split in SPLIT_NAMES
@@ -88,12 +91,6 @@ class KoCxrQa(datasets.GeneratorBasedBuilder):
         ]
 
     def _generate_examples(self, split: str):
-        notes = self.pipeline.notes_by_split()[split]
-        if self.config.name == "notes":
-            records, key = notes, "study_id"
-        elif self.config.name == "translation":
-            records, key = self.pipeline.translations(notes), "study_id"
-        else:
-            records, key = self.pipeline.qa(notes, split), "id"
-        for record in records:
+        key = CONFIG_KEYS[self.config.name]
+        for record in self.pipeline.records(self.config.name, split):
             yield record[key], record

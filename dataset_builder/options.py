@@ -1,13 +1,17 @@
 """Every knob of a build, declared once with its default and help; the CLI and a YAML file both fill it."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from ko_radiology.llm import LLMClientConfig
 from ko_radiology.prompts import TASK_TYPES
 
 CONFIG_NAMES = ("notes", "translation", "qa")
 TRANSLATORS = ("llm", "hf", "gold")
 GENERATORS = ("llm", "gold")
+CACHE_FILE = "llm_cache.sqlite"
+"""The LLM cache lives in the build folder: `build` reads it and `batch collect` fills it, from one `--out`."""
+DEFAULT_OUT = "out/build"
 
 
 def _help(text: str) -> dict:
@@ -18,8 +22,10 @@ def _help(text: str) -> dict:
 class BuildOptions:
     """What to read, which configs to build, and which backends translate and generate."""
 
-    data_dir: str = field(metadata=_help("Folder with files/pNN/... (MIMIC-CXR), a folder of .txt, or a CSV."))
-    out: str = field(default="out/build", metadata=_help("Where the built configs and the run's state go."))
+    data_dir: str | None = field(
+        default=None, metadata=_help("Folder with files/pNN/... (MIMIC-CXR), a folder of .txt, or a CSV. Required.")
+    )
+    out: str = field(default=DEFAULT_OUT, metadata=_help("Where the built configs and the run's state go."))
     configs: str = field(default="notes,translation,qa", metadata=_help("Comma-separated configs to build."))
     gold: bool = field(default=False, metadata=_help("Use the sample's gold translations and QA (no model)."))
     input_format: str = field(default="auto", metadata=_help("auto, mimic, csv or txt."))
@@ -61,6 +67,8 @@ class BuildOptions:
     )
 
     def __post_init__(self):
+        if not self.data_dir:
+            raise ValueError("--data-dir is required (or data_dir in --config): the folder or CSV of your reports.")
         unknown = set(self.config_names) - set(CONFIG_NAMES)
         if unknown:
             raise ValueError(f"--configs has unknown {sorted(unknown)}; choose from {', '.join(CONFIG_NAMES)}.")
@@ -93,3 +101,37 @@ class BuildOptions:
     @property
     def out_dir(self) -> Path:
         return Path(self.out)
+
+
+@dataclass
+class EndpointOptions(LLMClientConfig):
+    """The endpoint flags of `build` and `batch`: every `LLMClientConfig` field, with `model` optional until a client
+    is built (gold and notes-only builds need none) and the cache inside the build folder unless given."""
+
+    model: str | None = field(default=None, metadata=_help("Model name the endpoint serves (the llm backends)."))
+    cache_path: str | None = field(
+        default=None, metadata=_help(f"SQLite cache of responses and the cost ledger (default: OUT/{CACHE_FILE}).")
+    )
+    data_provenance: str | None = field(
+        default=None,
+        metadata=_help(
+            "Where the reports come from: synthetic, mimic-cxr or user. `build` detects it (the shipped sample is "
+            "synthetic, a MIMIC-CXR tree mimic-cxr, anything else user, which counts as credentialed) and takes a "
+            "declaration only where it is stricter (a CSV of MIMIC-CXR reports: mimic-cxr); `batch` counts unset as "
+            "user."
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        """Checked when `client_config` builds the real config, where a missing model is an error."""
+
+    def client_config(self, out_dir: Path, provenance: str) -> LLMClientConfig:
+        """The client's config, with the provenance the build decided (the declared one, or the detected)."""
+        if not self.model:
+            raise ValueError(
+                "The llm backend needs --model (the name your endpoint serves) and --base-url; or --gold."
+            )
+        values = {item.name: getattr(self, item.name) for item in fields(LLMClientConfig)}
+        values["cache_path"] = self.cache_path or str(Path(out_dir) / CACHE_FILE)
+        values["data_provenance"] = provenance
+        return LLMClientConfig(**values)

@@ -4,19 +4,24 @@ Translations are memoised per study, so building `translation` and `qa` in one r
 LLM client's cache plays that role.
 """
 
+import dataclasses
 from collections import Counter
 from pathlib import Path
 
 from dataset_builder.generate_qa import GoldQAGenerator, LLMQAGenerator
 from dataset_builder.glossary import DEFAULT_GLOSSARY, Glossary
-from dataset_builder.options import BuildOptions
+from dataset_builder.options import BuildOptions, EndpointOptions
+from dataset_builder.provenance import build_provenance, endpoint_class
 from dataset_builder.schemas import SECTION_NAMES
 from dataset_builder.sections import parse_report
-from dataset_builder.sources import RawReport, ReportSource
+from dataset_builder.sources import InputError, RawReport, ReportSource
 from dataset_builder.splits import load_split_assignments, split_of
 from dataset_builder.translate import GoldTranslator, HFTranslator, LLMTranslator, translation_record
-from ko_radiology.llm_client import LLMClient, LLMRequest
+from ko_radiology.llm import LLMClient, LLMRequest, RunManyOutcome
+from ko_radiology.llm.data_use import redact_url
 
+CONFIG_KEYS = {"notes": "study_id", "translation": "study_id", "qa": "id"}
+"""The field that identifies a row of each config."""
 TRANSLATE_CHUNK = 256
 """Notes translated per batch: big enough to keep the endpoint busy, small enough to show progress and free memory."""
 
@@ -34,12 +39,18 @@ def note_record(report: RawReport) -> dict:
     }
 
 
-class Pipeline:
-    """Owns the backends of one build and counts what happened (skips, flags, rejections) for the summary."""
+class StageFailedError(ValueError):
+    """Every call of one llm stage failed: the endpoint is down or refuses. The build stops before replacing
+    anything; answered calls are cached, so the same command resumes."""
 
-    def __init__(self, options: BuildOptions, client: LLMClient | None = None):
-        """`client` is the shared LLM client; only stages with the `llm` backend need one."""
+
+class Pipeline:
+    """Owns the backends of one build, its LLM client, and counts what happened (skips, flags, rejections)."""
+
+    def __init__(self, options: BuildOptions, endpoint: EndpointOptions | None = None):
+        """`endpoint` configures the client that stages with the `llm` backend create when first needed."""
         self.options = options
+        self.endpoint = endpoint or EndpointOptions()
         self.source = ReportSource(
             Path(options.data_dir),
             input_format=options.input_format,
@@ -49,19 +60,41 @@ class Pipeline:
             encoding=options.encoding,
             max_report_chars=options.max_report_chars,
         )
+        self.provenance = build_provenance(self.source, self.endpoint.data_provenance)
         self.glossary = Glossary.from_tsv(Path(options.glossary) if options.glossary else DEFAULT_GLOSSARY)
-        self.client = client
         self.counts: Counter = Counter()
+        self.split_source: str | None = None
+        self._client: LLMClient | None = None
         self._notes: dict[str, list[dict]] | None = None
         self._translations: dict[str, dict] = {}
+        self._untranslatable: set[str] = set()
         self._translator = None
         self._generator = None
+
+    @property
+    def llm_stages(self) -> list[str]:
+        """The stages of this build that call the endpoint."""
+        configs, options = self.options.config_names, self.options
+        stages = ["translation"] if {"translation", "qa"} & set(configs) and options.translator == "llm" else []
+        return stages + (["qa"] if "qa" in configs and options.generator == "llm" else [])
+
+    @property
+    def client(self) -> LLMClient | None:
+        """The build's LLM client (None when no stage needs one), created on first use with the data's provenance,
+        so the data-use guard and the cache check run before any work."""
+        if self._client is None and self.llm_stages:
+            self._client = LLMClient(self.endpoint.client_config(self.options.out_dir, self.provenance))
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
 
     def notes_by_split(self) -> dict[str, list[dict]]:
         """Parsed notes grouped by split; read once per build."""
         if self._notes is None:
-            data_dir = self.source.path if self.source.path.is_dir() else self.source.path.parent  # beside a CSV
-            assignments = load_split_assignments(data_dir)
+            assignments = load_split_assignments(self.source.data_dir)
+            self.split_source = assignments.source
             self._notes = {}
             for index, report in enumerate(self.source.read()):
                 if self.options.limit is not None and index >= self.options.limit:
@@ -70,8 +103,25 @@ class Pipeline:
                 self.counts.update(f"parse_flag:{flag.split(':')[0]}" for flag in note["parse_flags"])
                 split = split_of(report.study_id, report.patient_id, assignments)
                 self._notes.setdefault(split, []).append(note)
-            self.counts.update(f"skipped:{item.reason.split(' ')[0]}" for item in self.source.skipped)
+            self.counts.update(f"skipped:{item.kind}" for item in self.source.skipped)
+            if not self._notes:
+                reasons = "; ".join(f"{item.source}: {item.reason}" for item in self.source.skipped[:3])
+                raise InputError(f"No usable report in {self.source.path} ({reasons or 'no .txt files'}).")
         return self._notes
+
+    def records(self, config_name: str, split: str) -> list[dict]:
+        """The rows of one config and split."""
+        notes = self.notes_by_split().get(split, [])
+        if config_name == "notes":
+            return notes
+        if config_name == "translation":
+            return self.translations(notes)
+        return self.qa(notes, split)
+
+    def translation_requests(self) -> list[LLMRequest]:
+        """Every translation request of the build, known before anything is sent (unlike QA's, which need the
+        Korean): for a dry run and for Batch API files."""
+        return self.translator.requests([note for notes in self.notes_by_split().values() for note in notes])
 
     def translations(self, notes: list[dict]) -> list[dict]:
         """Translation records for notes with at least one section (others are counted, not sent)."""
@@ -91,7 +141,9 @@ class Pipeline:
         return records
 
     def check_backends(self) -> None:
-        """Set up the backends the configs need now, so a missing file or endpoint fails before any work."""
+        """Set up the client and the backends the configs need now, so a missing file, a refused endpoint or an
+        unusable cache fails before any work."""
+        _ = self.client
         if {"translation", "qa"} & set(self.options.config_names):
             _ = self.translator
         if "qa" in self.options.config_names:
@@ -100,7 +152,9 @@ class Pipeline:
     def _translatable(self, note: dict) -> bool:
         if any(note[name] for name in SECTION_NAMES):
             return True
-        self.counts["not_translated:no_sections_found"] += 1
+        if note["study_id"] not in self._untranslatable:  # counted once, however many configs ask
+            self._untranslatable.add(note["study_id"])
+            self.counts["not_translated:no_sections_found"] += 1
         return False
 
     @property
@@ -114,7 +168,7 @@ class Pipeline:
                     options.hf_translation_model, options.hf_src_lang, options.hf_tgt_lang, options.max_tokens
                 )
             else:
-                self._translator = LLMTranslator(self._completer(temperature=0.0), self.glossary)
+                self._translator = LLMTranslator(self._completer("translation", temperature=0.0), self.glossary)
         return self._translator
 
     @property
@@ -125,7 +179,7 @@ class Pipeline:
                 self._generator = GoldQAGenerator(self.source.path)
             else:
                 self._generator = LLMQAGenerator(
-                    self._completer(temperature=options.generation_temperature, seed=options.seed),
+                    self._completer("qa", temperature=options.generation_temperature, seed=options.seed),
                     options.weights,
                     options.tasks_per_report,
                     options.seed,
@@ -136,17 +190,53 @@ class Pipeline:
     def rejected(self) -> Counter:
         return self._generator.rejected if self._generator else Counter()
 
-    def _completer(self, temperature: float, seed: int | None = None) -> "ChatCompleter":
-        if self.client is None:
-            raise ValueError("The llm backend needs an endpoint: pass --model and --base-url (or use --gold).")
-        return ChatCompleter(self.client, self.options.max_tokens, temperature, seed, self.counts)
+    def build_info(self) -> dict:
+        """What this build was made from and how, for the summary and the dataset card."""
+        info = {
+            "provenance": self.provenance,
+            "input_format": self.source.resolved_format(),
+            "split_source": self.split_source,
+            "configs": self.options.config_names,
+        }
+        stages = {"translation": self._translator, "qa": self._generator}
+        for stage, backend in stages.items():
+            if backend is not None:
+                endpoint = endpoint_class(self.client.config) if stage in self.llm_stages else None
+                info[stage] = {"backend": backend.backend, "model": backend.model, "endpoint": endpoint}
+        return info
+
+    def summary(self) -> dict:
+        """Counts, rejections, skipped inputs, provenance and (with a client) the cost ledger, for `summary.json`."""
+        summary = {
+            "build": self.build_info(),
+            "counts": dict(sorted(self.counts.items())),
+            "qa_rejected": dict(sorted(self.rejected().items())),
+            "skipped": [dataclasses.asdict(item) for item in self.source.skipped],
+        }
+        if self._client is not None:
+            summary["ledger_this_run"] = [dataclasses.asdict(row) for row in self._client.ledger(run_only=True).rows]
+            summary["ledger_all_runs"] = [dataclasses.asdict(row) for row in self._client.ledger().rows]
+        return summary
+
+    def _completer(self, stage: str, temperature: float, seed: int | None = None) -> "ChatCompleter":
+        return ChatCompleter(self.client, self.options.max_tokens, temperature, seed, self.counts, stage)
 
 
 class ChatCompleter:
     """A stage's view of the shared client: a list of chat messages in, a list of replies out (None where a request
     failed after its retries; failures are counted, and the next run retries only them)."""
 
-    def __init__(self, client: LLMClient, max_tokens: int, temperature: float, seed: int | None, counts: Counter):
+    def __init__(
+        self,
+        client: LLMClient,
+        max_tokens: int,
+        temperature: float,
+        seed: int | None,
+        counts: Counter,
+        stage: str = "llm calls",
+    ):
+        """`stage` names the calls in the progress bar and in the error when all of them fail."""
+        self.stage = stage
         self.client = client
         self.model = client.config.model
         self.request_options = {"max_tokens": max_tokens, "temperature": temperature, "seed": seed}
@@ -156,6 +246,16 @@ class ChatCompleter:
         return [LLMRequest(messages=messages, **self.request_options) for messages in conversations]
 
     def __call__(self, conversations: list[list[dict]]) -> list[str | None]:
-        outcome = self.client.run_many(self.requests(conversations))
+        outcome = self.client.run_many(self.requests(conversations), desc=self.stage)
         self.counts["llm_failed_requests"] += len(outcome.failures)
+        if outcome.failures and len(outcome.failures) == len(conversations):
+            raise StageFailedError(self._all_failed(outcome))
         return [result.text if result is not None else None for result in outcome.results]
+
+    def _all_failed(self, outcome: RunManyOutcome) -> str:
+        cause = " ".join(outcome.failures[0].error.split())[:300]
+        return (
+            f"{self.stage}: all {len(outcome.failures)} requests to {redact_url(self.client.config.base_url)} "
+            f"failed; first cause: {cause}. Nothing in the build folder was replaced; fix the endpoint and run the "
+            "same command again (answered calls are cached)."
+        )

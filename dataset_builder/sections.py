@@ -4,10 +4,11 @@
     parse_report(open("s50414267.txt").read()).sections["impression"]
 
 MIMIC-CXR reports are hard-wrapped free text under uppercase headers (`FINDINGS:`). Headers vary between sites and
-years (`HISTORY` or `INDICATION`, `RECOMMENDATION(S)`, `CONCLUSION`), some reports hold only an impression, and some
-carry addenda. Known headers map to the canonical names in `schemas.SECTION_NAMES`; any other uppercase header is
-kept in `other_sections` rather than lost. One compiled regex pass keeps this fast enough for the full corpus
-(see `bench/bench_sections.py`).
+years (`HISTORY` or `INDICATION`, `RECOMMENDATION(S)`, `CONCLUSION`), some reports hold only an impression, some merge
+findings and impression under one header, some label organs inside FINDINGS (`LUNGS:`, `PLEURA:`), and some carry
+addenda. Known headers map to the canonical names in `schemas.SECTION_NAMES`; organ labels stay in the section they
+label; any other uppercase header is kept in `other_sections` rather than lost. One compiled regex pass keeps this
+fast enough for the full corpus (see `bench/bench_sections.py`).
 """
 
 import re
@@ -34,12 +35,43 @@ HEADER_ALIASES = {
     "IMPRESSION": "impression",
     "IMPRESSIONS": "impression",
     "CONCLUSION": "impression",
+    "FINDINGS AND IMPRESSION": "impression",
+    "FINDINGS/IMPRESSION": "impression",
     "RECOMMENDATION": "recommendations",
     "RECOMMENDATIONS": "recommendations",
     "RECOMMENDATION(S)": "recommendations",
     "NOTIFICATION": "notification",
     "ADDENDUM": "addendum",
 }
+"""Header → canonical section. A combined `FINDINGS AND IMPRESSION` goes to `impression`, as MIT-LCP's
+`section_parser` (mimic-cxr repository) maps it: the radiologist's conclusion is in it."""
+
+ORGAN_LABELS = frozenset(
+    {
+        "LUNGS",
+        "LUNG",
+        "PLEURA",
+        "PLEURAL",
+        "HEART",
+        "HEART AND MEDIASTINUM",
+        "MEDIASTINUM",
+        "CARDIOMEDIASTINAL",
+        "CARDIAC",
+        "HILA",
+        "AIRWAYS",
+        "BONES",
+        "OSSEOUS STRUCTURES",
+        "SOFT TISSUES",
+        "UPPER ABDOMEN",
+        "TUBES AND LINES",
+        "LINES AND TUBES",
+        "SUPPORT DEVICES",
+        "DEVICES",
+    }
+)
+"""Organ labels some radiologists put inside FINDINGS, one per line; they structure the section, not end it."""
+LABELLED_SECTIONS = ("findings", "impression")
+"""Sections whose organ labels stay inside them (`impression` for a combined FINDINGS AND IMPRESSION)."""
 
 # A header is an uppercase phrase at the start of a line followed by a colon: "FINDINGS:", "RECOMMENDATION(S):".
 # Patterns start with a literal newline so the regex engine can skip ahead instead of trying every position.
@@ -88,7 +120,9 @@ def parse_report(text: str) -> ParsedReport:
     body_parts: list[str] = []
     header = None
     for name, body in zip(pairs[::2], pairs[1::2], strict=True):
-        if _is_header(name):
+        if name in ORGAN_LABELS and HEADER_ALIASES.get(header) in LABELLED_SECTIONS:
+            body_parts.append(f"\n\n{name}:{body}")  # its own line: a blank line is a paragraph break for `unwrap`
+        elif _is_header(name):
             if header is not None:
                 _add_section(parsed, header, unwrap("".join(body_parts)))
             header, body_parts = name, [body]
@@ -136,7 +170,7 @@ SECTION_LABELS = {
 }
 
 
-def join_sections(sections: dict[str, str], language: str) -> str:
+def join_sections(sections: dict[str, str | None], language: str) -> str:
     """A report's sections in canonical order as one labelled text ("소견: ...", blank line between sections), so a
     reader (or a model) can tell the impression from the comparison."""
     labels = SECTION_LABELS[language]

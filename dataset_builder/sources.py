@@ -41,7 +41,10 @@ class RawReport:
 
 @dataclass
 class SkippedInput:
+    """`kind` is the short name the summary counts (`skipped:<kind>`); `reason` says it in words."""
+
     source: str
+    kind: str
     reason: str
 
 
@@ -58,6 +61,11 @@ class ReportSource:
     max_report_chars: int = 20_000
     skipped: list[SkippedInput] = field(default_factory=list)
 
+    @property
+    def data_dir(self) -> Path:
+        """The folder holding the reports and their split files (the folder beside a CSV)."""
+        return self.path if self.path.is_dir() else self.path.parent
+
     def resolved_format(self) -> str:
         if self.input_format != "auto":
             return self.input_format
@@ -73,16 +81,17 @@ class ReportSource:
         seen: set[str] = set()
         reader = self._read_csv() if self.resolved_format() == "csv" else self._read_files()
         for report in reader:
+            source = report.source_path
             if report.study_id in seen:
-                self.skip(report.source_path, f"duplicate id {report.study_id!r} (first occurrence kept)")
+                self.skip(source, "duplicate_id", f"duplicate id {report.study_id!r} (first occurrence kept)")
             elif len(report.text) > self.max_report_chars:
-                self.skip(report.source_path, f"oversized: {len(report.text):,} chars > --max-report-chars")
+                self.skip(source, "oversized", f"oversized: {len(report.text):,} chars > --max-report-chars")
             else:
                 seen.add(report.study_id)
                 yield report
 
-    def skip(self, source: str, reason: str) -> None:
-        self.skipped.append(SkippedInput(source, reason))
+    def skip(self, source: str, kind: str, reason: str) -> None:
+        self.skipped.append(SkippedInput(source, kind, reason))
 
     def _read_files(self) -> Iterator[RawReport]:
         root = self.path / "files" if self.resolved_format() == "mimic" else self.path
@@ -112,7 +121,7 @@ class ReportSource:
             source = f"{self.path.name}:{line_number}"
             text = (row[self.text_column] or "").strip()
             if not text:
-                self.skip(source, "empty note")
+                self.skip(source, "empty_note", "empty note")
                 continue
             patient_id = row[self.patient_column] if self.patient_column else ""
             yield RawReport(str(row[self.id_column]).strip(), patient_id, source, text, list(decoded[1]))
@@ -131,10 +140,10 @@ class ReportSource:
     def _decode(self, data: bytes, source: str) -> tuple[str, list[str]] | None:
         """Text and encoding flags, or None (recorded as skipped) for empty or binary input."""
         if not data.strip():
-            self.skip(source, "empty file")
+            self.skip(source, "empty_file", "empty file")
             return None
         if b"\x00" in data[:4096]:
-            self.skip(source, "binary file (NUL bytes), not a text report")
+            self.skip(source, "binary_file", "binary file (NUL bytes), not a text report")
             return None
         encodings = (self.encoding,) if self.encoding else ("utf-8-sig", *FALLBACK_ENCODINGS)
         for encoding in encodings:
@@ -145,7 +154,7 @@ class ReportSource:
             if encoding == "cp949" and not self.encoding and not _non_ascii_is_hangul(text):
                 continue  # latin-1 bytes that happen to pair up as cp949 decode to stray syllables and hanja
             return text, ([] if encoding == "utf-8-sig" else [f"encoding:{encoding}"])
-        self.skip(source, f"cannot be decoded as {self.encoding}; pass the file's --encoding")
+        self.skip(source, "undecodable", f"cannot be decoded as {self.encoding}; pass the file's --encoding")
         return None
 
 

@@ -13,6 +13,7 @@ from dataset_builder.gold import GOLD_TRANSLATOR, load_gold_translations
 from dataset_builder.schemas import SECTION_NAMES
 from dataset_builder.sections import join_sections
 from dataset_builder.translation_checks import check_section
+from ko_radiology.llm import LLMRequest
 from ko_radiology.text_checks import hangul_ratio
 
 TRANSLATION_SYSTEM_PROMPT = (
@@ -36,27 +37,28 @@ def translation_messages(section: str, english: str, glossary: Glossary) -> list
 
 
 def translate_by_section(
-    notes: list[dict], translate_sections: Callable[[list[tuple[str, str]]], list[str]]
-) -> list[dict[str, str]]:
+    notes: list[dict], translate_sections: Callable[[list[tuple[str, str]]], list[str | None]]
+) -> list[dict[str, str | None]]:
     """Send every section of every note to `translate_sections` at once and regroup the Korean per note."""
     jobs = [(index, name, text) for index, note in enumerate(notes) for name, text in present_sections(note).items()]
-    korean: list[dict[str, str]] = [{} for _ in notes]
+    korean: list[dict[str, str | None]] = [{} for _ in notes]
     translated = translate_sections([(name, text) for _, name, text in jobs])
     for (index, name, _), text in zip(jobs, translated, strict=True):
         korean[index][name] = text
     return korean
 
 
-def translation_record(note: dict, korean: dict[str, str], backend: str, model: str, glossary: Glossary) -> dict:
+def translation_record(
+    note: dict, korean: dict[str, str | None], backend: str, model: str, glossary: Glossary
+) -> dict:
+    """`korean[name]` is None where the section's request failed: flagged `<section>:request_failed`, not checked."""
     english = present_sections(note)
-    flags = [
-        flag for name, text in english.items() for flag in check_section(name, text, korean.get(name, ""), glossary)
-    ]
+    flags = [flag for name, text in english.items() for flag in _section_flags(name, text, korean, glossary)]
     report_ko = join_sections(korean, "ko")
     return {
         "study_id": note["study_id"],
         "patient_id": note["patient_id"],
-        "sections": [{"name": name, "en": text, "ko": korean.get(name, "")} for name, text in english.items()],
+        "sections": [{"name": name, "en": text, "ko": korean.get(name) or ""} for name, text in english.items()],
         "report_en": join_sections(english, "en"),
         "report_ko": report_ko,
         "translator_backend": backend,
@@ -64,6 +66,12 @@ def translation_record(note: dict, korean: dict[str, str], backend: str, model: 
         "hangul_ratio": hangul_ratio(report_ko),
         "quality_flags": flags,
     }
+
+
+def _section_flags(name: str, english: str, korean: dict[str, str | None], glossary: Glossary) -> list[str]:
+    if name in korean and korean[name] is None:
+        return [f"{name}:request_failed"]  # the endpoint never answered: not a translation problem
+    return check_section(name, english, korean.get(name) or "", glossary)
 
 
 class GoldTranslator:
@@ -98,9 +106,14 @@ class LLMTranslator:
     def messages(self, section: str, english: str) -> list[dict[str, str]]:
         return translation_messages(section, english, self.glossary)
 
-    def _translate_sections(self, sections: list[tuple[str, str]]) -> list[str]:
+    def requests(self, notes: list[dict]) -> list[LLMRequest]:
+        """The chat requests `translate(notes)` would send, for a dry run or Batch API files."""
+        sections = [(name, text) for note in notes for name, text in present_sections(note).items()]
+        return self.complete_many.requests([self.messages(name, text) for name, text in sections])
+
+    def _translate_sections(self, sections: list[tuple[str, str]]) -> list[str | None]:
         replies = self.complete_many([self.messages(name, text) for name, text in sections])
-        return [(reply or "").strip() for reply in replies]
+        return [reply.strip() if reply is not None else None for reply in replies]
 
 
 class HFTranslator:

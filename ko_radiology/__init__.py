@@ -1,4 +1,11 @@
-"""Shared library of Ko-Radiology-GPT: the prompt format, base-model preparation and text checks.
+"""Shared library of Ko-Radiology-GPT: what more than one deployable needs, defined once.
+
+- `prompts`: the one prompt format (report + instruction → chat messages); `models`: the embedded base model;
+  `generation`: local batched generation with a fine-tuned model.
+- `llm`: the one client for every model call (OpenAI-compatible chat and Batch API, cache and cost ledger, rate
+  limits, the PhysioNet data-use guard); `judge`: the LLM judge built on it.
+- `text_checks`, `reference_metrics`, `statistics`: Korean text checks, judge-free metrics, confidence intervals;
+  `atomic_io`: writes that land whole or not at all.
 
 The four deployables (`dataset_builder`, `training`, `space`, `eval`) import from here and never copy it.
 """

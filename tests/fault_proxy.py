@@ -6,7 +6,8 @@
         proxy.forwarded                                                   # bodies that reached the server
 
 Tests point the client at `proxy.base_url` and count requests here, at the socket, rather than trusting the client
-to report on itself.
+to report on itself. `ConnectionCounter` is a bare listener that only counts who connects: set as an environment
+proxy, or addressed as a remote host, it shows that nothing went where it must not.
 """
 
 import json
@@ -53,12 +54,15 @@ class Fault:
 
 @dataclass(frozen=True)
 class ProxiedRequest:
-    """`at` is monotonic, for gaps; `wall` is epoch seconds, for comparing with an HTTP-date Retry-After."""
+    """`at` is monotonic, for gaps; `wall` is epoch seconds, for comparing with an HTTP-date Retry-After; `path`
+    includes the query string."""
 
     body: dict
     outcome: str
     at: float
     wall: float
+    path: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class FaultProxy:
@@ -106,7 +110,7 @@ class FaultProxy:
         self._server.shutdown()
         self._server.server_close()
 
-    def _claim(self, raw: bytes, body: dict) -> Fault | None:
+    def _claim(self, raw: bytes, body: dict, path: str, headers: dict[str, str]) -> Fault | None:
         """Take the first scripted fault that applies to this request, and log the request with its outcome."""
         text = raw.decode("utf-8", "replace")
         with self._lock:
@@ -117,7 +121,7 @@ class FaultProxy:
                 outcome = "forwarded"
             else:
                 outcome = f"status:{fault.status}" if fault.kind == "status" else fault.kind
-            self.requests.append(ProxiedRequest(body, outcome, time.monotonic(), time.time()))
+            self.requests.append(ProxiedRequest(body, outcome, time.monotonic(), time.time(), path, headers))
         return fault
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
@@ -136,7 +140,7 @@ class FaultProxy:
                     body = json.loads(raw)
                 except ValueError:
                     body = {}
-                fault = proxy._claim(raw, body)
+                fault = proxy._claim(raw, body, self.path, {k.lower(): v for k, v in self.headers.items()})
                 if fault is None:
                     self._forward(raw)
                 elif fault.kind == "status":
@@ -154,7 +158,9 @@ class FaultProxy:
 
             def _forward(self, raw: bytes) -> None:
                 headers = {"Content-Type": "application/json"}
-                upstream = httpx.post(f"{proxy.upstream_root}{self.path}", content=raw, headers=headers, timeout=120)
+                upstream = httpx.post(
+                    f"{proxy.upstream_root}{self.path}", content=raw, headers=headers, timeout=120, trust_env=False
+                )
                 self._answer(upstream.status_code, upstream.content, {})
 
             def _answer(self, status: int, payload: bytes, headers: dict[str, str]) -> None:
@@ -169,3 +175,36 @@ class FaultProxy:
                     self.close_connection = True
 
         return Handler
+
+
+class ConnectionCounter:
+    """A TCP listener that accepts, counts and closes every connection: anything that reaches it is a leak."""
+
+    def __init__(self, host: str = "127.0.0.1"):
+        self.connections = 0
+        self._socket = socket.create_server((host, 0))
+        self._socket.settimeout(0.2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self._socket.getsockname()[1]
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                connection, _ = self._socket.accept()
+            except TimeoutError:
+                continue
+            self.connections += 1
+            connection.close()
+
+    def __enter__(self) -> "ConnectionCounter":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._socket.close()

@@ -2,13 +2,15 @@
 
 import csv
 import json
+import shutil
 
 import pytest
 import yaml
-from datasets import load_dataset
+from datasets import load_dataset, load_from_disk
 
 from dataset_builder.__main__ import main
 from dataset_builder.gold import SAMPLE_DIR
+from dataset_builder.ko_cxr_qa import KoCxrQa
 from dataset_builder.schemas import FEATURES
 from ko_radiology.prompts import build_messages
 
@@ -48,25 +50,26 @@ def test_translation_rows_keep_sections_and_flag_problems(gold_hub_folder):
         assert row["hangul_ratio"] > 0.5 and row["translator_backend"] == "gold"
 
 
-def test_card_is_gated_and_declares_every_config(gold_hub_folder):
+def test_sample_card_is_true_to_a_synthetic_gold_build(gold_hub_folder):
     readme = (gold_hub_folder / "README.md").read_text()
     metadata = yaml.safe_load(readme.split("---")[1])
     assert {config["config_name"] for config in metadata["configs"]} == {"notes", "translation", "qa"}
-    assert "PhysioNet" in metadata["extra_gated_prompt"] and metadata["extra_gated_fields"]
-    assert 'load_dataset("org/ko-cxr-qa", "qa")' in readme
-    assert "| `messages` |" in readme and "Limitations" in readme
+    assert metadata["license"] == "cc-by-4.0" and metadata["source_datasets"] == ["original"]
+    assert not any(key.startswith("extra_gated") for key in metadata)
+    assert metadata["annotations_creators"] == ["other"] and metadata["language_creators"] == ["other"]
+    assert metadata["multilinguality"] == ["translation"] and metadata["task_ids"]
+    assert "PhysioNet" not in readme and "Beth Israel" not in readme and "retain no data" not in readme
+    assert "every report is invented" in readme and "hand-written gold translations" in readme
+    assert "the fixed split listed in the input's `splits.json`" in readme
+    assert "| `messages` | `list<struct<role: string, content: string>>` |" in readme
+    assert "| `hangul_ratio` | `float32` |" in readme and "Value(" not in readme
+    assert 'load_dataset("org/ko-cxr-qa", "qa")' in readme and "Limitations" in readme
 
 
 def test_original_format_jsonl(gold_hub_folder):
     lines = (gold_hub_folder / "original_format" / "test.jsonl").read_text().splitlines()
     assert len(lines) == 70
     assert set(json.loads(lines[0])) == {"report", "instruction", "answer"}
-
-
-def test_push_dry_run_plans_a_gated_dataset(gold_hub_folder, capsys):
-    assert main(["push", str(gold_hub_folder), "--repo-id", "org/ko-cxr-qa", "--dry-run"]) == 0
-    out = capsys.readouterr().out
-    assert "repo_type='dataset'" in out and "gated='manual'" in out and "qa/train-00000-of-00001.parquet" in out
 
 
 def test_parse_command_writes_notes(tmp_path, capsys):
@@ -104,13 +107,58 @@ def test_bad_files_are_skipped_with_reasons_and_the_rest_is_built(tmp_path):
     )
     assert "38.5°" in by_id["latin1"]["findings"] and "encoding:latin-1" in by_id["latin1"]["parse_flags"]
     assert "no_sections_found" in by_id["nosection"]["parse_flags"]
-    skipped = {
-        item["source"].split("/")[-1]: item["reason"]
-        for item in json.loads((out / "summary.json").read_text())["skipped"]
-    }
+    summary = json.loads((out / "summary.json").read_text())
+    skipped = {item["source"].split("/")[-1]: item["reason"] for item in summary["skipped"]}
     assert skipped["empty.txt"] == "empty file"
     assert skipped["binary.txt"].startswith("binary file")
     assert skipped["huge.txt"].startswith("oversized")
+    skip_counts = {key: n for key, n in summary["counts"].items() if key.startswith("skipped:")}
+    assert skip_counts == {"skipped:empty_file": 1, "skipped:binary_file": 1, "skipped:oversized": 1}
+    assert summary["build"]["provenance"] == "user" and summary["build"]["split_source"] == "hash"
+
+
+def test_rebuilding_into_the_same_out_after_adding_reports(tmp_path):
+    """A build folder is rebuilt from scratch each time: nothing stale (no `datasets` cache) survives in it."""
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "good.txt").write_text(GOOD_REPORT)
+    code, out = build_notes(reports, tmp_path)
+    assert code == 0
+    (reports / "latin1.txt").write_bytes(" FINDINGS: Temperature 38.5\xb0 , effusion.\n".encode("latin-1"))
+    (reports / "nosection.txt").write_text("Lungs are clear. Heart size normal.")
+    (reports / "second.txt").write_text(GOOD_REPORT.replace("Small right", "Large left"))
+    code, out = build_notes(reports, tmp_path)
+    assert code == 0
+    notes = load_from_disk(str(out / "notes"))
+    assert sorted(id for split in notes.values() for id in split["study_id"]) == [
+        "good", "latin1", "nosection", "second"
+    ]  # fmt: skip
+    assert sorted(path.name for path in out.iterdir()) == ["notes", "summary.json"]
+    (reports / "second.txt").unlink()
+    assert build_notes(reports, tmp_path)[0] == 0
+    assert sum(load_from_disk(str(out / "notes")).num_rows.values()) == 3
+
+
+def test_reports_without_sections_are_counted_once_whatever_the_configs(tmp_path):
+    data = tmp_path / "sample-copy"
+    shutil.copytree(SAMPLE_DIR, data)
+    (data / "files" / "p10" / "p10000101" / "s59999999.txt").write_text("FINAL REPORT\nLungs are clear.\n")
+    out = tmp_path / "out"
+    assert main(["build", "--data-dir", str(data), "--gold", "--configs", "translation,qa", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"]["not_translated:no_sections_found"] == 1
+    assert summary["build"]["provenance"] == "mimic-cxr"  # a copy of the sample with a report added
+
+
+def test_the_datasets_builder_builds_the_gold_sample(tmp_path):
+    builder = KoCxrQa(config_name="translation", data_dir=str(SAMPLE_DIR), cache_dir=str(tmp_path))
+    builder.download_and_prepare()
+    translation = builder.as_dataset()
+    splits = json.loads((SAMPLE_DIR / "splits.json").read_text())
+    assert {split: set(rows["study_id"]) for split, rows in translation.items()} == {
+        split: set(studies) for split, studies in splits.items()
+    }
+    assert translation["test"].features == FEATURES["translation"]
 
 
 def write_csv(path, header, rows):

@@ -2,6 +2,7 @@
 that counts every request at the socket, and a local seq2seq model for the `hf` backend."""
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -9,16 +10,18 @@ import time
 from collections import Counter
 
 import pytest
-from datasets import load_from_disk
+from datasets import load_dataset, load_from_disk
 
 from dataset_builder.__main__ import main
+from dataset_builder.glossary import Glossary
 from dataset_builder.gold import SAMPLE_DIR
-from ko_radiology.llm_cache import ResponseStore, cache_key
-from ko_radiology.llm_client import LLMClient, LLMClientConfig
-from tests.batch_simulator import simulate_openai_batch
+from dataset_builder.translation_checks import check_section
+from ko_radiology.llm import ResponseStore, cache_key
+from tests.batch_api_standin import BatchApiStandin
 from tests.fault_proxy import Fault, FaultProxy
 
 REPORTS = 3
+GLOSSARY = Glossary.from_tsv()
 
 
 @pytest.fixture()
@@ -49,8 +52,17 @@ def test_generation_calls_the_endpoint_and_a_rerun_calls_it_never(proxy, tiny_se
     rows = [row for split in translation.values() for row in split]
     assert len(rows) == REPORTS
     assert all(row["translator_backend"] == "llm" and row["translator_model"] == tiny_server.model for row in rows)
+    expected_flags = [
+        [flag for s in row["sections"] for flag in check_section(s["name"], s["en"], s["ko"], GLOSSARY)]
+        for row in rows
+    ]
+    assert [row["quality_flags"] for row in rows] == expected_flags
+    assert any(expected_flags), "the tiny model's random Korean must be flagged"
 
     summary = summary_of(out)
+    flag_counts = Counter(f"translation_flag:{flag.split(':')[1]}" for flags in expected_flags for flag in flags)
+    assert {k: n for k, n in summary["counts"].items() if k.startswith("translation_flag:")} == flag_counts
+    assert summary["build"]["translation"] == {"backend": "llm", "model": tiny_server.model, "endpoint": "loopback"}
     rejected = Counter(summary["qa_rejected"])
     questions = REPORTS * 4  # all four task types by default
     answers = questions - sum(n for reason, n in rejected.items() if reason.startswith("question_"))
@@ -101,7 +113,9 @@ def test_garbage_from_the_endpoint_becomes_flags_not_a_crash(proxy, tiny_server,
     assert main([arg if arg != "translation,qa" else "translation" for arg in args]) == 0
     (row,) = load_from_disk(str(out / "translation"))["train"]
     impression = next(section for section in row["sections"] if section["name"] == "impression")
-    assert impression["ko"] == "" and "impression:empty" in row["quality_flags"]
+    assert impression["ko"] == "" and "impression:request_failed" in row["quality_flags"]
+    impression_flags = [flag for flag in row["quality_flags"] if flag.startswith("impression:")]
+    assert impression_flags == ["impression:request_failed"]  # an unanswered section is not checked as Korean
     assert summary_of(out)["counts"]["llm_failed_requests"] == 1
 
 
@@ -113,12 +127,30 @@ def test_dry_run_prints_costs_and_sends_nothing(proxy, tiny_server, tmp_path, ca
     assert proxy.forwarded == []
 
 
+def remote_build(data_dir, out, *extra):
+    args = ["build", "--data-dir", str(data_dir), "--out", str(out), "--configs", "translation", *extra]
+    return main([*args, "--model", "gpt-4o-mini", "--base-url", "https://api.openai.com/v1"])
+
+
 def test_credentialed_input_is_not_sent_to_a_remote_endpoint(tmp_path, capsys):
-    args = ["build", "--data-dir", str(SAMPLE_DIR), "--out", str(tmp_path), "--configs", "translation"]
-    args += ["--model", "gpt-4o-mini", "--base-url", "https://api.openai.com/v1"]
-    assert main(args) == 1
+    mimic_tree = tmp_path / "mimic-cxr-reports"
+    shutil.copytree(SAMPLE_DIR / "files", mimic_tree / "files")
+    txt_folder = tmp_path / "my-reports"
+    shutil.copytree(SAMPLE_DIR / "files" / "p10" / "p10000101", txt_folder)
+    for data_dir, named in ((mimic_tree, "MIMIC-CXR"), (txt_folder, "reports you brought")):
+        assert remote_build(data_dir, tmp_path / "out") == 1
+        err = capsys.readouterr().err
+        assert named in err and "--allow-remote-endpoint" in err and "api.openai.com" in err
+    for data_dir in (mimic_tree, txt_folder):
+        assert remote_build(data_dir, tmp_path / "out", "--data-provenance", "synthetic") == 1
+        assert "cannot declare it otherwise" in capsys.readouterr().err
+
+
+def test_the_synthetic_sample_may_go_to_a_remote_endpoint(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    assert remote_build(SAMPLE_DIR, tmp_path / "out") == 1
     err = capsys.readouterr().err
-    assert "credentialed" in err and "--allow-remote-endpoint" in err and "api.openai.com" in err
+    assert "OPENAI_API_KEY" in err and "credentialed" not in err  # past the guard, stopped only for want of a key
 
 
 @pytest.fixture(scope="module")
@@ -158,21 +190,95 @@ def test_hf_backend_translates_with_a_local_model(tiny_seq2seq, tmp_path):
     assert section["ko"] == tokenizer.decode(generated[0], skip_special_tokens=True).strip()
 
 
-def test_batch_api_round_trip_then_the_build_sends_no_translation(proxy, tiny_server, tmp_path):
+def test_batch_submit_and_collect_fill_the_builds_cache(proxy, tiny_server, tmp_path, capsys):
     out, batches = tmp_path / "build", tmp_path / "batches"
     args = build_args(proxy, tiny_server, out, 2)
     args[args.index("translation,qa")] = "translation"
     assert main([*args, "--batch-dir", str(batches)]) == 0
     assert proxy.forwarded == [] and not (out / "translation").exists()
     (batch_file,) = batches.glob("batch-*.jsonl")
-    output = tmp_path / "output.jsonl"
-    simulate_openai_batch(batch_file, output, tiny_server)  # what `batch collect` downloads
-    client = LLMClient(LLMClientConfig(model=tiny_server.model, cache_path=str(out / "llm_cache.sqlite")))
-    assert client.ingest_batch_output(output).stored == len(batch_file.read_text().splitlines())
-    client.close()
+    lines = len(batch_file.read_text().splitlines())
+    with BatchApiStandin(tiny_server) as api:
+        endpoint = ["--out", str(out), "--model", tiny_server.model, "--base-url", api.base_url, "--api-key-env", ""]
+        capsys.readouterr()
+        assert main(["batch", "submit", str(batch_file), *endpoint]) == 0
+        batch_id = capsys.readouterr().out.split("submitted as batch ")[1].split()[0]
+        assert main(["batch", "collect", batch_id, *endpoint]) == 0  # no --cache-path: OUT's cache, like build
+    collected = capsys.readouterr().out
+    assert f"{lines} answers cached in {out / 'llm_cache.sqlite'}" in collected and "1 failed" in collected
+    assert api.calls == [
+        "POST /v1/files",
+        "POST /v1/batches",
+        "GET /v1/batches/batch_0",
+        "GET /v1/files/file-1/content",
+    ]
 
     assert main([*args, "--batch-dir", str(batches)]) == 0
     assert proxy.forwarded == []
     assert sum(load_from_disk(str(out / "translation")).num_rows.values()) == 2
     (ledger,) = summary_of(out)["ledger_all_runs"]
-    assert ledger["batch"] > 0 and ledger["sent"] == 0
+    assert ledger["batch"] == lines and ledger["sent"] == 0
+
+
+def test_a_build_whose_every_request_failed_fails_and_the_next_one_resumes(proxy, tiny_server, tmp_path, capsys):
+    out = tmp_path / "build"
+    args = build_args(proxy, tiny_server, out, 2, "--max-retries", "0")
+    assert main([*args, "--configs", "notes"]) == 0
+    notes_before = sorted(path.name for path in (out / "notes").rglob("*"))
+    proxy.script(*[Fault.http_status(503) for _ in range(40)])
+    capsys.readouterr()
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip()
+    sent = len(proxy.requests)
+    assert "\n" not in err and f"translation: all {sent} requests to {proxy.base_url} failed" in err and "503" in err
+    assert sorted(path.name for path in out.iterdir()) == ["llm_cache.sqlite", "notes", "summary.json"]
+    assert sorted(path.name for path in (out / "notes").rglob("*")) == notes_before  # nothing replaced
+
+    proxy.reset()
+    assert main(args) == 0  # same command, endpoint healthy: the documented resume path
+    assert sum(load_from_disk(str(out / "translation")).num_rows.values()) == 2
+    assert not (out / "notes").exists(), "OUT holds exactly the configs of its last build"
+    hub = tmp_path / "hub"
+    assert main(["export", str(out), "--out", str(hub)]) == 0  # splits without rows are left out, not empty
+    assert sum(load_dataset(str(hub), "translation").num_rows.values()) == 2
+    readme = (hub / "README.md").read_text()
+    assert f"`{tiny_server.model}` through an OpenAI-compatible endpoint, a model served on the build" in readme
+
+
+def test_failed_question_requests_are_their_own_reason(proxy, tiny_server, tmp_path):
+    out = tmp_path / "build"
+    proxy.script(Fault.http_status(500, match="작업 유형"), Fault.http_status(500, match="작업 유형"))
+    assert main(build_args(proxy, tiny_server, out, 1, "--max-retries", "0")) == 0
+    summary = summary_of(out)
+    assert summary["qa_rejected"]["question_request_failed"] == 2
+    assert "question_malformed" not in summary["qa_rejected"] and summary["counts"]["llm_failed_requests"] == 2
+
+
+def corrupt(cache):
+    cache.write_bytes(b"not a database" * 100)
+
+
+def make_read_only(cache):
+    """Immutable (`chattr +i`), since a 0444 mode does not stop root, who runs these tests in CI."""
+    for leftover in cache.parent.glob(f"{cache.name}-*"):  # WAL files of the finished run
+        leftover.unlink()
+    if subprocess.run(["chattr", "+i", str(cache)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available here")
+
+
+@pytest.mark.parametrize("spoil", [corrupt, make_read_only])
+def test_an_unusable_cache_fails_up_front_and_replaces_nothing(proxy, tiny_server, tmp_path, capsys, spoil):
+    out = tmp_path / "build"
+    args = build_args(proxy, tiny_server, out, 1)
+    assert main(args) == 0
+    built = {path: path.stat().st_mtime_ns for path in out.rglob("*") if not path.name.startswith("llm_cache")}
+    cache = out / "llm_cache.sqlite"
+    spoil(cache)
+    capsys.readouterr()
+    try:
+        assert main(args) == 1  # fully cached: only the cache's own writes (ledger rows) could fail
+    finally:
+        subprocess.run(["chattr", "-i", str(cache)], capture_output=True)
+    err = capsys.readouterr().err
+    assert str(cache) in err and len(err.strip().splitlines()) == 1
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if not p.name.startswith("llm_cache")} == built

@@ -1,14 +1,18 @@
 """The shared LLM client against a real `transformers serve`, behind a real fault-injecting proxy.
 
 Every network claim is checked at the proxy's socket: retries happen, Retry-After is waited out, a second run and a
-resume after `kill -9` send nothing that was already answered, and the ledger adds up to what was sent.
+resume after `kill -9` send nothing that was already answered, the ledger adds up to what was sent, and nothing goes
+to an environment proxy or an unchecked host (a bare listener counts every connection).
 """
 
 import asyncio
+import dataclasses
 import email.utils
 import json
+import logging
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -16,21 +20,26 @@ import textwrap
 import time
 from pathlib import Path
 
+import openai
 import pytest
 
-from ko_radiology.data_use import DataUseError, check_data_use
-from ko_radiology.llm_cache import cache_key
-from ko_radiology.llm_client import (
+from ko_radiology.llm import (
+    CacheError,
+    Completion,
+    DataUseError,
     LLMClient,
     LLMClientConfig,
     LLMRequest,
     NonRetryableError,
     RateLimiter,
+    ResponseStore,
     RetriesExhaustedError,
-    parse_retry_after,
+    cache_key,
+    check_data_use,
 )
+from ko_radiology.llm.cache import OUTCOMES, SCHEMA
 from tests.batch_simulator import simulate_openai_batch
-from tests.fault_proxy import Fault, FaultProxy
+from tests.fault_proxy import ConnectionCounter, Fault, FaultProxy
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MAX_TOKENS = 3
@@ -86,20 +95,12 @@ def client(tmp_path, proxy, tiny_server):
         ({"input_price_per_1m": -1.0}, "input_price_per_1m"),
         ({"batch_price_factor": 2.0}, "batch_price_factor"),
         ({"allowed_hosts": ["gpu box"]}, "allowed_hosts"),
+        ({"data_provenance": "public"}, "data_provenance"),
     ],
 )
 def test_config_names_the_bad_field(overrides, field_name):
     with pytest.raises(ValueError, match=field_name):
         LLMClientConfig(**{"model": "m", **overrides})
-
-
-def test_parse_retry_after_forms():
-    now = 1_000_000.0
-    assert parse_retry_after({"Retry-After": "3"}) == 3.0
-    assert parse_retry_after({"retry-after-ms": "250"}) == 0.25
-    assert parse_retry_after({"Retry-After": email.utils.formatdate(now + 7, usegmt=True)}, now=now) == 7.0
-    assert parse_retry_after({"Retry-After": "soon"}) is None
-    assert parse_retry_after({}) is None
 
 
 def test_token_bucket_charges_estimates_and_refunds_the_difference():
@@ -121,12 +122,12 @@ def test_token_bucket_charges_estimates_and_refunds_the_difference():
     "url", ["http://localhost:8000/v1", "http://127.0.0.1:8000/v1", "http://127.8.9.10/v1", "http://[::1]:8000/v1"]
 )
 def test_data_use_guard_allows_loopback(url):
-    check_data_use(url, credentialed=True)
+    check_data_use(url, provenance="user")
 
 
 def test_data_use_guard_refuses_a_remote_host_with_the_physionet_message():
     with pytest.raises(DataUseError) as error:
-        check_data_use("https://api.openai.com/v1", credentialed=True)
+        check_data_use("https://api.openai.com/v1", provenance="user")
     message = str(error.value)
     for expected in (
         "credentialed",
@@ -137,22 +138,22 @@ def test_data_use_guard_refuses_a_remote_host_with_the_physionet_message():
     ):
         assert expected in message
     with pytest.raises(DataUseError, match="missing: --no-retention-confirmed"):
-        check_data_use("https://api.openai.com/v1", credentialed=True, allow_remote_endpoint=True)
+        check_data_use("https://api.openai.com/v1", provenance="user", allow_remote_endpoint=True)
 
 
 def test_data_use_guard_allows_remote_with_both_flags_or_public_text():
     url = "https://example-resource.openai.azure.com/openai/v1"
-    check_data_use(url, credentialed=True, allow_remote_endpoint=True, no_retention_confirmed=True)
-    check_data_use(url, credentialed=False)
+    check_data_use(url, provenance="user", allow_remote_endpoint=True, no_retention_confirmed=True)
+    check_data_use(url, provenance="synthetic")
 
 
 def test_data_use_guard_extra_hosts_match_exactly():
     extra = ["gpu-box.lan", "10.0.0.0/8"]
-    check_data_use("http://gpu-box.lan:8000/v1", credentialed=True, allowed_hosts=extra)
-    check_data_use("http://10.1.2.3:8000/v1", credentialed=True, allowed_hosts=extra)
+    check_data_use("http://gpu-box.lan:8000/v1", provenance="user", allowed_hosts=extra)
+    check_data_use("http://10.1.2.3:8000/v1", provenance="user", allowed_hosts=extra)
     for lookalike in ("http://127.0.0.1.evil.example/v1", "http://localhost.evil.example/v1", "http://11.0.0.1/v1"):
         with pytest.raises(DataUseError):
-            check_data_use(lookalike, credentialed=True, allowed_hosts=extra)
+            check_data_use(lookalike, provenance="user", allowed_hosts=extra)
 
 
 def test_client_refuses_a_remote_endpoint_before_opening_anything(tmp_path):
@@ -212,6 +213,14 @@ def test_gives_up_after_max_retries_naming_endpoint_and_cause(tmp_path, proxy, t
     assert "3 attempts" in str(error.value) and "HTTP 503" in str(error.value)
     assert proxy.outcomes() == ["status:503"] * 3
     assert client.ledger().total().sent == 0
+
+
+def test_a_retry_after_beyond_two_minutes_is_not_waited_out(client, proxy):
+    """The SDK's rule: such a wait is a misconfigured gateway or a quota, not a blip; say so instead of sleeping."""
+    proxy.script(Fault.http_status(429, retry_after="600"))
+    with pytest.raises(NonRetryableError, match="said not to retry"):
+        client.complete(report_requests(1)[0])
+    assert proxy.outcomes() == ["status:429"]
 
 
 def test_bad_request_fails_fast(client, proxy):
@@ -303,53 +312,59 @@ def test_dry_run_matches_the_real_run_and_the_ledger_adds_up(tmp_path, proxy, ti
 
 RESUMABLE_RUN = """
 import sys
-from ko_radiology.llm_client import LLMClient, LLMClientConfig, LLMRequest
-base_url, model, cache_path, count = sys.argv[1:5]
+from ko_radiology.llm import LLMClient, LLMClientConfig, LLMRequest
+base_url, model, cache_path, count, concurrency = sys.argv[1:6]
 config = LLMClientConfig(base_url=base_url, model=model, api_key_env=None, cache_path=cache_path,
-                         max_concurrency=1, show_progress=False)
+                         max_concurrency=int(concurrency), show_progress=False)
 requests = [LLMRequest(messages=[{"role": "user", "content": f"resume {i}"}], max_tokens=3) for i in range(int(count))]
 outcome = LLMClient(config).run_many(requests)
 sys.exit(0 if outcome.ok else 1)
 """
 
 
-def completed_keys(cache_path: Path) -> set[str]:
+def ledger_keys(cache_path: Path, table: str, where: str = "") -> list[str]:
+    """Keys in `table` as another process sees the file (a resume, or someone inspecting it after a crash)."""
     if not cache_path.exists():
-        return set()
+        return []
     with sqlite3.connect(cache_path) as db:
         try:
-            return {key for (key,) in db.execute("SELECT key FROM responses")}
+            return [key for (key,) in db.execute(f"SELECT key FROM {table} {where}")]
         except sqlite3.OperationalError:  # schema not created yet
-            return set()
+            return []
 
 
-def test_kill_9_mid_run_then_resume_loses_nothing_and_repeats_nothing(tmp_path, proxy, tiny_server):
-    cache_path, count = tmp_path / "resume.sqlite", 12
-    command = [
-        sys.executable,
-        "-c",
-        textwrap.dedent(RESUMABLE_RUN),
-        proxy.base_url,
-        tiny_server.model,
-        str(cache_path),
-        str(count),
-    ]
+def test_kill_9_mid_run_then_resume_repeats_only_the_calls_in_flight_and_says_so(tmp_path, proxy, tiny_server):
+    """The calls in flight at a kill may have been answered and billed; the ledger knows them before they are sent,
+    so the resume reports them and the bound (at most max_concurrency per crash) is checked at the proxy."""
+    cache_path, count, concurrency = tmp_path / "resume.sqlite", 12, 4
+    command = [sys.executable, "-c", textwrap.dedent(RESUMABLE_RUN), proxy.base_url, tiny_server.model]
+    command += [str(cache_path), str(count), str(concurrency)]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     victim = subprocess.Popen(command, cwd=REPO_ROOT, env=env)
     deadline = time.monotonic() + 60
-    while len(completed_keys(cache_path)) < 4 and time.monotonic() < deadline and victim.poll() is None:
+    while len(ledger_keys(cache_path, "responses")) < 4 and time.monotonic() < deadline and victim.poll() is None:
         time.sleep(0.02)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
-    done_before_kill = completed_keys(cache_path)
+    done_before_kill = set(ledger_keys(cache_path, "responses"))
+    in_flight = ledger_keys(cache_path, "ledger", "WHERE outcome = 'in_flight'")
     assert 4 <= len(done_before_kill) < count, "the run was not killed midway"
-    sent_before_kill = len(proxy.requests)
+    assert 1 <= len(in_flight) <= concurrency and not set(in_flight) & done_before_kill
+    forwarded_before_kill = len(proxy.forwarded)
+    assert len(done_before_kill) <= forwarded_before_kill <= len(done_before_kill) + len(in_flight)
 
-    subprocess.run(command, cwd=REPO_ROOT, env=env, check=True, timeout=120)
-    resent = [cache_key(body) for body in proxy.forwarded[sent_before_kill:]]
-    assert len(completed_keys(cache_path)) == count
+    resume = subprocess.run(command, cwd=REPO_ROOT, env=env, timeout=120, capture_output=True, text=True)
+    assert resume.returncode == 0, resume.stderr
+    assert f"{len(in_flight)} calls of an earlier run were in flight" in resume.stderr
+    resent = [cache_key(body) for body in proxy.forwarded[forwarded_before_kill:]]
+    assert len(ledger_keys(cache_path, "responses")) == count
     assert not set(resent) & done_before_kill, "a call completed before the kill was sent again"
     assert len(resent) == len(set(resent)) == count - len(done_before_kill)
+    store = ResponseStore(cache_path, run_id="inspect")
+    total = store.ledger().total()
+    store.close()
+    assert (total.sent, total.unanswered) == (count, len(in_flight))
+    assert total.sent <= len(proxy.forwarded) <= total.sent + total.unanswered
 
 
 def test_batch_api_files_round_trip_into_the_cache(tmp_path, proxy, tiny_server):
@@ -396,3 +411,149 @@ def test_sync_wrapper_refuses_to_run_inside_an_event_loop(client):
 
     with pytest.raises(RuntimeError, match="await client"):
         asyncio.run(inside_loop())
+
+
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+
+
+def test_environment_proxies_are_ignored_by_chat_and_batch_calls(tmp_path, proxy, tiny_server, monkeypatch):
+    """A proxy in the environment would receive the report text and the key; calls go where the guard looked."""
+    with ConnectionCounter() as counter:
+        for name in PROXY_VARIABLES:
+            monkeypatch.setenv(name, f"http://127.0.0.1:{counter.port}")
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        client = make_client(tmp_path, proxy.base_url, tiny_server.model, max_retries=0)
+        client.complete(report_requests(1)[0])
+        batch_file = client.write_batch_jsonl(report_requests(1, prefix="batch"), tmp_path / "batch").paths[0]
+        with pytest.raises(openai.NotFoundError):  # transformers serve has no Files API: the upload reached it
+            client.submit_batch(batch_file)
+    assert counter.connections == 0
+    assert [request.path.split("?")[0] for request in proxy.requests] == ["/v1/chat/completions", "/v1/files"]
+
+
+def test_azure_key_header_and_query_params_reach_chat_and_batch_calls(tmp_path, proxy, tiny_server, monkeypatch):
+    monkeypatch.setenv("TEST_AZURE_KEY", "azure-key-123")
+    azure = dict(api_key_env="TEST_AZURE_KEY", api_key_header="api-key", query_params={"api-version": "2024-10-21"})
+    client = make_client(tmp_path, proxy.base_url, tiny_server.model, max_retries=0, **azure)
+    client.complete(report_requests(1)[0])
+    batch_file = client.write_batch_jsonl(report_requests(1, prefix="batch"), tmp_path / "batch").paths[0]
+    with pytest.raises(openai.NotFoundError):
+        client.submit_batch(batch_file)
+    assert len(proxy.requests) == 2
+    for request in proxy.requests:
+        assert request.path.endswith("?api-version=2024-10-21"), request.path
+        assert request.headers["api-key"] == "azure-key-123" and "authorization" not in request.headers
+
+
+def outward_address() -> str | None:
+    """This machine's address on its default route (not loopback), or None; a UDP connect sends nothing."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))
+        except OSError:
+            return None
+        address = probe.getsockname()[0]
+    return None if address.startswith("127.") else address
+
+
+def test_a_config_changed_after_construction_is_checked_again_before_sending(tmp_path):
+    address = outward_address()
+    if address is None:
+        pytest.skip("no non-loopback address to play the remote host")
+    with ConnectionCounter(host="0.0.0.0") as counter:
+        remote = f"http://{address}:{counter.port}/v1"
+        client = make_client(tmp_path, "http://127.0.0.1:9/v1", "m", max_retries=0)
+        batch_file = client.write_batch_jsonl(report_requests(1), tmp_path / "batch").paths[0]
+        client.config.base_url = remote
+        with pytest.raises(DataUseError, match=address):
+            client.complete(report_requests(1)[0])
+        client.config = dataclasses.replace(client.config, base_url=remote)
+        with pytest.raises(DataUseError, match=address):
+            client.complete(report_requests(1)[0])
+        with pytest.raises(DataUseError, match=address):
+            client.submit_batch(batch_file)
+    assert counter.connections == 0
+
+
+def test_credentials_in_the_base_url_never_reach_logs_or_errors(tmp_path, proxy, tiny_server, caplog):
+    with_credentials = proxy.base_url.replace("http://", "http://alice:s3cret-key@")
+    client = make_client(tmp_path, with_credentials, tiny_server.model, max_retries=1)
+    proxy.script(Fault.http_status(503), Fault.http_status(503))
+    with caplog.at_level(logging.WARNING), pytest.raises(RetriesExhaustedError) as error:
+        client.complete(report_requests(1)[0])
+    assert "retrying" in caplog.text and "***@127.0.0.1" in str(error.value)
+    assert "s3cret" not in caplog.text + str(error.value)
+    with pytest.raises(DataUseError) as refused:
+        check_data_use("https://alice:s3cret-key@api.example.com/v1", provenance="mimic-cxr")
+    assert "s3cret" not in str(refused.value) and "MIMIC-CXR" in str(refused.value)
+
+
+def test_synthetic_data_may_go_to_a_remote_endpoint_and_is_never_called_credentialed(tmp_path):
+    remote = "https://api.example.com/v1"
+    check_data_use(remote, provenance="synthetic")
+    config = LLMClientConfig(model="m", base_url=remote, api_key_env=None, data_provenance="synthetic")
+    LLMClient(dataclasses.replace(config, cache_path=str(tmp_path / "c.sqlite"))).close()
+    with pytest.raises(DataUseError) as brought:
+        check_data_use(remote, provenance="user")
+    assert "reports you brought" in str(brought.value) and "synthetic" not in str(brought.value)
+
+
+def filled_cache(path: Path, rows: int = 300) -> Path:
+    store = ResponseStore(path, run_id="fill")
+    for number in range(rows):
+        answer = Completion("양측 폐야는 깨끗함. " * 40, "stop", 10, 10)
+        store.save(f"key{number}", {"model": "m"}, answer, "sent", 0.0)
+    store.close()
+    return path
+
+
+def test_a_corrupt_or_truncated_cache_names_the_file_and_the_fix(tmp_path):
+    garbage = tmp_path / "garbage.sqlite"
+    garbage.write_bytes(b"this is not a database\n" * 200)
+    truncated = filled_cache(tmp_path / "truncated.sqlite")
+    with truncated.open("r+b") as handle:
+        handle.truncate(truncated.stat().st_size // 2)
+    for path in (garbage, truncated):
+        with pytest.raises(CacheError) as error:
+            make_client(tmp_path, "http://127.0.0.1:9/v1", "m", cache_path=str(path))
+        assert str(path) in str(error.value) and "not a valid SQLite cache" in str(error.value)
+        assert "delete it to start over" in str(error.value)
+
+
+@pytest.fixture
+def read_only_cache(tmp_path):
+    """A cache file no process may write: chmod for a normal user, the immutable flag for root (who ignores modes)."""
+    path = filled_cache(tmp_path / "read_only.sqlite", rows=1)
+    path.chmod(0o444)
+    if os.geteuid() == 0 and subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+        pytest.skip("running as root without chattr: no way to make a file read-only")
+    yield path
+    if os.geteuid() == 0:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def test_a_read_only_cache_fails_when_opened_not_midway(tmp_path, read_only_cache):
+    with pytest.raises(CacheError) as error:
+        make_client(tmp_path, "http://127.0.0.1:9/v1", "m", cache_path=str(read_only_cache))
+    assert str(read_only_cache) in str(error.value) and "cannot be written" in str(error.value)
+
+
+def test_a_new_cache_is_private_like_the_dataset_folders(tmp_path):
+    path = tmp_path / "runs" / "llm_cache.sqlite"
+    make_client(tmp_path, "http://127.0.0.1:9/v1", "m", cache_path=str(path)).close()
+    assert (path.stat().st_mode & 0o777, path.parent.stat().st_mode & 0o777) == (0o600, 0o700)
+
+
+def test_a_cache_from_before_in_flight_rows_is_upgraded_and_keeps_its_ledger(tmp_path):
+    path = tmp_path / "old.sqlite"
+    current = ", ".join(f"'{outcome}'" for outcome in OUTCOMES)
+    old_schema = SCHEMA.replace(current, "'sent', 'batch', 'cached', 'discarded'")
+    with sqlite3.connect(path) as db:
+        db.executescript(old_schema)
+        db.execute("INSERT INTO ledger VALUES (1, 'old-run', 'k', 'm', 'sent', 3, 4, 0.5, 0.0)")
+    store = ResponseStore(path, run_id="new")
+    store.finish(store.begin("k2", "m"), "failed")
+    total = store.ledger().total()
+    store.close()
+    assert (total.sent, total.failed, total.input_tokens, total.cost_usd) == (1, 1, 3, 0.5)

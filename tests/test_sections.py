@@ -78,3 +78,27 @@ def test_unwrap_keeps_paragraphs_and_numbered_items():
 def test_join_sections_labels_in_canonical_order():
     assert join_sections({"impression": "결론임.", "findings": "소견임."}, "ko") == "소견: 소견임.\n\n결론: 결론임."
     assert join_sections({"impression": "Clear."}, "en") == "IMPRESSION: Clear."
+
+
+def test_combined_findings_and_impression_header_goes_to_impression():
+    parsed = parse_report(sample_report("s50000108"))
+    assert "findings" not in parsed.sections and parsed.other_sections == []
+    impression = parsed.sections["impression"].splitlines()
+    assert impression[0].startswith("Compared with the prior study, the multifocal consolidations")
+    assert impression[1] == "Interval improvement of multifocal pneumonia with minimal residual right basilar opacity."
+
+
+def test_organ_labels_stay_inside_findings_one_per_line():
+    parsed = parse_report(sample_report("s52000113"))
+    labels = [line.split(":")[0] for line in parsed.sections["findings"].splitlines()]
+    assert labels == ["TUBES AND LINES", "MEDIASTINUM", "LUNGS", "PLEURA"]
+    assert parsed.other_sections == [] and parsed.sections["addendum"].startswith("On further review")
+    text = (
+        " FINDINGS:\n CARDIOMEDIASTINAL: Normal.\n HEART: Normal size.\n SOFT TISSUES: Unremarkable.\n"
+        " BONES: Intact,\n no fracture.\n IMPRESSION: No acute process.\n"
+    )
+    assert parse_report(text).sections == {
+        "findings": "CARDIOMEDIASTINAL: Normal.\nHEART: Normal size.\nSOFT TISSUES: Unremarkable.\n"
+        "BONES: Intact, no fracture.",
+        "impression": "No acute process.",
+    }

@@ -1,21 +1,45 @@
 """The PhysioNet data-use guard: credentialed reports (MIMIC-CXR) go only to endpoints known to keep nothing.
 
 Kept apart from the client so the rule that decides where data may go can be read, tested and cited on its own;
-`LLMClient` runs `check_data_use` before it opens a cache file or sends a single call.
+`LLMClient` runs `check_data_use` before it opens a cache file, and again wherever a URL becomes a connection.
+The rule depends on the data's provenance: only the shipped synthetic sample (invented reports, CC BY 4.0) may go
+anywhere; MIMIC-CXR and anything the user brings (which the builder cannot vouch for) count as credentialed.
 """
 
 import ipaddress
 from collections.abc import Iterable
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_ALLOWED_HOSTS = ("localhost", "127.0.0.0/8", "::1")
 """Loopback only: a model served on this machine keeps the data on this machine."""
 
 PHYSIONET_LLM_GUIDANCE = "https://physionet.org/news/post/llm-responsible-use"
 
+PROVENANCES = ("synthetic", "mimic-cxr", "user")
+"""Where input text comes from: the shipped synthetic sample, a MIMIC-CXR reports tree, or anything else the user
+brings. Every one but `synthetic` counts as credentialed."""
+
+PROVENANCE_NAMES = {
+    "mimic-cxr": "MIMIC-CXR reports, credentialed PhysioNet data",
+    "user": "reports you brought (of unknown origin, so treated as credentialed PhysioNet data such as MIMIC-CXR)",
+}
+
+
+def is_credentialed(provenance: str) -> bool:
+    """Whether data of this provenance falls under PhysioNet's credentialed data use agreement (unknown: yes)."""
+    return provenance != "synthetic"
+
 
 class DataUseError(Exception):
     """Credentialed data would go to an endpoint that is not known to keep it."""
+
+
+def redact_url(url: str) -> str:
+    """`url` with any `user:password@` replaced by `***@`, so a key written into a URL never reaches a log."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
 
 
 def _host_matches(host: str, allowed: str) -> bool:
@@ -34,7 +58,7 @@ def is_allowed_host(host: str, extra_allowed_hosts: Iterable[str] = ()) -> bool:
 def check_data_use(
     endpoint_url: str,
     *,
-    credentialed: bool,
+    provenance: str,
     allowed_hosts: Iterable[str] = (),
     allow_remote_endpoint: bool = False,
     no_retention_confirmed: bool = False,
@@ -46,7 +70,7 @@ def check_data_use(
 
     Args:
         endpoint_url: The base URL calls would go to.
-        credentialed: Whether the input is credentialed data. Public or synthetic text passes unchecked.
+        provenance: One of `PROVENANCES`. Synthetic text passes unchecked; anything else is credentialed.
         allowed_hosts: Hosts beyond loopback that the user runs themselves (names, IPs or CIDRs, e.g. `10.0.0.0/8`).
         allow_remote_endpoint: The user's explicit wish to use an endpoint outside the allowlist.
         no_retention_confirmed: The user's statement that the endpoint retains no data (zero data retention).
@@ -54,9 +78,10 @@ def check_data_use(
     Raises:
         DataUseError: If the endpoint is neither allowed nor both flags are given.
     """
-    if not credentialed:
+    if not is_credentialed(provenance):
         return
-    host = urlsplit(endpoint_url).hostname or ""
+    parts = urlsplit(endpoint_url)
+    host = parts.hostname or ""
     allowed = [*DEFAULT_ALLOWED_HOSTS, *allowed_hosts]
     if is_allowed_host(host, allowed_hosts) or (allow_remote_endpoint and no_retention_confirmed):
         return
@@ -69,10 +94,11 @@ def check_data_use(
         if not given
     ]
     raise DataUseError(
-        f"The input is credentialed PhysioNet data (e.g. MIMIC-CXR) and endpoint host {host!r} ({endpoint_url}) "
-        f"is not on the allowlist ({', '.join(allowed)}). PhysioNet's data use agreement forbids sending it to a "
-        f"service that may retain it, train on it or let people review it ({PHYSIONET_LLM_GUIDANCE}). To proceed, "
-        f"serve the model yourself and add its host with --allowed-hosts {host}, or, only after verifying that the "
-        "endpoint retains no data (zero data retention, no training, no human review), pass --allow-remote-endpoint "
-        f"together with --no-retention-confirmed (missing: {' '.join(missing)})."
+        f"The input is {PROVENANCE_NAMES.get(provenance, PROVENANCE_NAMES['user'])}, and endpoint host {host!r} "
+        f"({redact_url(endpoint_url)}) is not on the allowlist ({', '.join(allowed)}). PhysioNet's data use "
+        "agreement forbids sending it to a service that may retain it, train on it or let people review it "
+        f"({PHYSIONET_LLM_GUIDANCE}). To proceed, serve the model yourself and add its host with --allowed-hosts "
+        f"{host}, or, only after verifying that the endpoint retains no data (zero data retention, no training, no "
+        "human review), pass --allow-remote-endpoint together with --no-retention-confirmed "
+        f"(missing: {' '.join(missing)})."
     )

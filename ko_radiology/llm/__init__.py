@@ -1,0 +1,58 @@
+"""The one client for every model call: dataset translation and QA generation now, eval judges later.
+
+    from ko_radiology.llm import LLMClient, LLMClientConfig, LLMRequest
+
+    client = LLMClient(LLMClientConfig(base_url="http://127.0.0.1:8000/v1", model="my-model"))
+    requests = [LLMRequest(messages=[{"role": "user", "content": "안녕하세요"}], max_tokens=64)]
+    print(client.dry_run(requests).table())       # what is cached, what would be sent, what it would cost
+    outcome = client.run_many(requests)           # progress bar, results in input order, failures recorded
+    print(client.ledger().table())                # calls, tokens and cost per model
+
+One concern per module: `config` (what the client is told), `data_use` (where data may go), `limits` (rate limits
+and backoff), `transport` (one HTTP attempt), `cache` (responses and the cost ledger), `client` (retries, de-dup and
+many calls), `batch` (the OpenAI Batch API).
+"""
+
+from ko_radiology.llm.batch import BatchFiles, BatchIngestReport
+from ko_radiology.llm.cache import (
+    CacheError,
+    Completion,
+    LedgerRow,
+    LedgerSummary,
+    LLMResult,
+    ResponseStore,
+    cache_key,
+)
+from ko_radiology.llm.client import DryRunReport, LLMClient, RequestFailure, RunManyOutcome
+from ko_radiology.llm.config import LLMClientConfig, LLMRequest
+from ko_radiology.llm.data_use import PROVENANCES, DataUseError, check_data_use, is_allowed_host, is_credentialed
+from ko_radiology.llm.errors import LLMClientError, NonRetryableError, RetriesExhaustedError
+from ko_radiology.llm.limits import RateLimiter, estimate_tokens
+
+__all__ = [
+    "BatchFiles",
+    "BatchIngestReport",
+    "CacheError",
+    "Completion",
+    "DataUseError",
+    "DryRunReport",
+    "LLMClient",
+    "LLMClientConfig",
+    "LLMClientError",
+    "LLMRequest",
+    "LLMResult",
+    "LedgerRow",
+    "LedgerSummary",
+    "NonRetryableError",
+    "PROVENANCES",
+    "RateLimiter",
+    "RequestFailure",
+    "ResponseStore",
+    "RetriesExhaustedError",
+    "RunManyOutcome",
+    "cache_key",
+    "check_data_use",
+    "estimate_tokens",
+    "is_allowed_host",
+    "is_credentialed",
+]
