@@ -1,0 +1,166 @@
+"""Ask every model the same questions, in the one prompt format, and collect a `NAME_answer` column per model.
+
+    python -m eval.compare --input questions.csv --out answers.csv \\
+        --model base=embedded:base \\
+        --model tuned=runs/gemma3-270m-ko-radiology-lora \\
+        --model served=http://127.0.0.1:8000/v1#ko-radiology
+
+`--input` is a CSV with `report` and `question` columns (and `reference`, `id` if you have them), or a dataset folder
+(`load_dataset(DIR, "qa")`, the builder's Hub folder; `--split test` by default). A target is an OpenAI-compatible
+base URL (the model name it serves after `#`, default NAME), an adapter folder, a merged model folder or
+`embedded:base`. Resumable: rows that already have an answer are kept, and the file is rewritten after each chunk.
+"""
+
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from transformers import HfArgumentParser
+
+from eval.options import client_config, endpoint_options
+from eval.tables import ANSWER_SUFFIX, ID, QUESTION, REFERENCE, REPORT, read_table, require_columns, write_table
+from ko_radiology.llm import DataUseError, LLMClient, LLMRequest
+from ko_radiology.prompts import build_messages
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+ENDPOINT_DROPS = ("model", "base_url")
+CompareEndpoint = endpoint_options("CompareEndpoint", drop=ENDPOINT_DROPS)
+
+
+@dataclass
+class CompareOptions:
+    input: str = field(metadata={"help": "questions.csv (report, question[, reference, id]) or a dataset folder."})
+    out: str = field(metadata={"help": "answers.csv to write (and resume from)."})
+    model: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "NAME=URL[#served-model], NAME=ADAPTER_OR_MERGED_DIR or NAME=embedded:base; repeat per model.",
+            "action": "extend",
+        },
+    )
+    split: str = field(default="test", metadata={"help": "Split of a dataset folder to ask."})
+    limit: int | None = field(default=None, metadata={"help": "Ask only the first N questions."})
+    max_new_tokens: int = field(default=256, metadata={"help": "Most tokens per answer."})
+    batch_size: int = field(default=8, metadata={"help": "Questions per generate() call for local models."})
+    chunk_size: int = field(default=32, metadata={"help": "Local answers between two writes of --out."})
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    target: str
+    served_model: str | None = None
+
+    @property
+    def is_endpoint(self) -> bool:
+        return self.target.startswith(("http://", "https://"))
+
+
+def parse_model_spec(spec: str) -> ModelSpec:
+    name, sep, target = spec.partition("=")
+    if not sep or not target or not _NAME.fullmatch(name):
+        raise ValueError(f"--model {spec!r} is not NAME=TARGET (NAME of letters, digits, _.-), e.g. tuned=runs/lora.")
+    if target.startswith(("http://", "https://")):
+        url, _, served = target.partition("#")
+        return ModelSpec(name, url, served or name)
+    return ModelSpec(name, target)
+
+
+def read_questions(path: str, split: str) -> pd.DataFrame:
+    """Questions from a CSV, or from a dataset folder's `qa` config (report_ko, instruction, answer)."""
+    if Path(path).is_dir():
+        import datasets
+
+        rows = datasets.load_dataset(str(path), "qa", split=split).to_pandas()
+        rename = {"id": ID, "report_ko": REPORT, "instruction": QUESTION, "answer": REFERENCE}
+        return rows[list(rename)].rename(columns=rename)
+    table = read_table(path)
+    require_columns(table, path, [REPORT, QUESTION], "Name the report text `report` and the question `question`.")
+    return table
+
+
+def resume_table(questions: pd.DataFrame, out: str) -> pd.DataFrame:
+    """The questions with the answers `out` already holds; refuses an `out` written for other questions."""
+    if not Path(out).is_file():
+        return questions
+    done = read_table(out)
+    same = len(done) == len(questions) and all(
+        column in done and done[column].tolist() == questions[column].tolist() for column in (REPORT, QUESTION)
+    )
+    if not same:
+        raise ValueError(f"{out} holds answers to other questions; pass a new --out or delete {out}.")
+    return done
+
+
+def ask_endpoint(spec: ModelSpec, table: pd.DataFrame, todo: list[int], options: CompareOptions, endpoint) -> None:
+    """Answers from an OpenAI-compatible endpoint through the project's client (cache, limits, data-use guard)."""
+    config = client_config(endpoint, model=spec.served_model, base_url=spec.target)
+    requests = [
+        LLMRequest(build_messages(table.at[i, REPORT], table.at[i, QUESTION]), max_tokens=options.max_new_tokens)
+        for i in todo
+    ]
+    with LLMClient(config) as client:
+        outcome = client.run_many(requests, desc=f"{spec.name} answers")
+    for i, result in zip(todo, outcome.results, strict=True):
+        if result is not None:
+            table.at[i, spec.name + ANSWER_SUFFIX] = result.text.strip()
+    if outcome.failures:
+        print(f"{spec.name}: {len(outcome.failures)} questions failed and stay empty; run again to retry them.")
+        print(outcome.summary())
+
+
+def ask_local(spec: ModelSpec, table: pd.DataFrame, todo: list[int], options: CompareOptions) -> None:
+    """Greedy answers from an adapter or merged folder, written to `--out` after every chunk."""
+    from ko_radiology.generation import generate_answers, is_adapter, load_for_generation
+    from ko_radiology.models import resolve_model
+
+    path = spec.target if is_adapter(spec.target) else resolve_model(spec.target)
+    model, tokenizer = load_for_generation(path)
+    for start in range(0, len(todo), options.chunk_size):
+        chunk = todo[start : start + options.chunk_size]
+        questions = [(table.at[i, REPORT], table.at[i, QUESTION]) for i in chunk]
+        answers = generate_answers(model, tokenizer, questions, options.max_new_tokens, options.batch_size)
+        for i, answer in zip(chunk, answers, strict=True):
+            table.at[i, spec.name + ANSWER_SUFFIX] = answer.text
+        write_table(table, options.out)
+        print(f"{spec.name}: {start + len(chunk)}/{len(todo)} answered", flush=True)
+
+
+def run(options: CompareOptions, endpoint) -> int:
+    specs = [parse_model_spec(spec) for spec in options.model]
+    if not specs:
+        raise ValueError("Pass at least one --model NAME=TARGET.")
+    if len({spec.name for spec in specs}) != len(specs):
+        raise ValueError("Two --model options share a NAME; each model needs its own column name.")
+    questions = read_questions(options.input, options.split)
+    questions = questions.head(options.limit) if options.limit else questions
+    table = resume_table(questions.reset_index(drop=True), options.out)
+    for spec in specs:
+        column = spec.name + ANSWER_SUFFIX
+        if column not in table:
+            table[column] = ""
+        todo = [i for i, answer in enumerate(table[column]) if not str(answer).strip()]
+        print(f"{spec.name}: {len(table) - len(todo)} answered before, {len(todo)} to ask")
+        if todo and spec.is_endpoint:
+            ask_endpoint(spec, table, todo, options, endpoint)
+        elif todo:
+            ask_local(spec, table, todo, options)
+        write_table(table, options.out)
+    print(f"→ {options.out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = HfArgumentParser((CompareOptions, CompareEndpoint), prog="python -m eval.compare")
+    options, endpoint = parser.parse_args_into_dataclasses(args=argv)
+    try:
+        return run(options, endpoint)
+    except (ValueError, FileNotFoundError, DataUseError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
