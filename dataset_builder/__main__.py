@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 from transformers import HfArgumentParser
 
-from dataset_builder.build_dir import SUMMARY_FILE, write_build
+from dataset_builder.build_dir import SUMMARY_FILE, check_out_dir, write_build
 from dataset_builder.hub import export_hub_folder, push_hub_folder, push_plan
 from dataset_builder.options import DEFAULT_OUT, BuildOptions, EndpointOptions
 from dataset_builder.pipeline import Pipeline, note_record
@@ -97,6 +97,7 @@ def write_batch_files(pipeline: Pipeline) -> bool:
 
 def build_command(argv: list[str]) -> None:
     options, endpoint = parse_build_args(argv)
+    check_out_dir(options.out_dir)
     pipeline = Pipeline(options, endpoint)
     try:
         pipeline.check_backends()

@@ -23,6 +23,28 @@ BUILD_ENTRIES = (*CONFIG_NAMES, SUMMARY_FILE)
 """What a build owns in `OUT`; the cache and Batch files beside them are left alone."""
 
 
+def check_out_dir(out_dir: Path) -> None:
+    """Refuse an `OUT` holding a `notes`, `translation`, `qa` or `summary.json` that no build wrote, which the swap
+    would replace. Called before any work, since the run's LLM cache is kept in `OUT`."""
+    foreign = [name for name in BUILD_ENTRIES if (out_dir / name).exists() and not _written_by_a_build(out_dir / name)]
+    if foreign:
+        raise ValueError(
+            f"--out {out_dir} holds {', '.join(foreign)}, which no build wrote and a build would replace. Pass a new "
+            "folder, or an earlier build's, as --out."
+        )
+
+
+def _written_by_a_build(path: Path) -> bool:
+    """A config folder that `save_to_disk` wrote, or a summary with the keys `Pipeline.summary` writes."""
+    if path.name != SUMMARY_FILE:
+        return (path / "dataset_dict.json").is_file()
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(summary, dict) and "counts" in summary
+
+
 def config_dataset(pipeline: Pipeline, name: str) -> datasets.DatasetDict:
     """The rows of one config per split, without empty splits."""
     splits = {split: pipeline.records(name, split) for split in SPLIT_NAMES}

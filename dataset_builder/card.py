@@ -39,6 +39,8 @@ LICENSES = {
         "license_link": "https://physionet.org/content/mimic-cxr/view-license/2.1.0/",
     },
 }
+SOURCE_TAGS = {SYNTHETIC: ["synthetic"], MIMIC_CXR: ["mimic-cxr"]}
+"""Reports of unknown origin get neither tag: the builder cannot say they are MIMIC-CXR."""
 SOURCE_DATASETS = {SYNTHETIC: ["original"], MIMIC_CXR: ["extended|mimic-cxr"], USER: ["extended"]}
 ENDPOINT_SENTENCES = {
     "loopback": "a model served on the build machine itself (loopback), so no report left it",
@@ -74,6 +76,7 @@ def build_facts(summary: dict) -> dict:
         "credentialed": is_credentialed(provenance),
         "stages": stages,
         "machine_generated": any(stage["backend"] in GENERATED for stage in stages.values()),
+        "hand_written": [name for name, stage in stages.items() if stage["backend"] == "gold"],
         "endpoints": {
             stage: ENDPOINT_SENTENCES[info["endpoint"]] for stage, info in stages.items() if info.get("endpoint")
         },
@@ -85,20 +88,22 @@ def card_metadata(configs: dict[str, datasets.DatasetDict], facts: dict, pretty_
     """The YAML front matter the Hub reads: license, creators, tasks, sizes, configs and (credentialed) gating."""
     stages = facts["stages"]
     korean_by_machine = stages.get("translation", {}).get("backend") in GENERATED
+    main_config = next(iter(configs.values()))
+    languages = (["ko"] if {"translation", "qa"} & set(configs) else []) + (["en"] if configs.keys() - {"qa"} else [])
     return {
         "pretty_name": pretty_name,
-        "language": ["ko", "en"],
+        "language": languages,
         **LICENSES.get(facts["provenance"], LICENSES[MIMIC_CXR]),
         "source_datasets": SOURCE_DATASETS[facts["provenance"]],
         "language_creators": ["found" if facts["provenance"] == MIMIC_CXR else "other"]
         + (["machine-generated"] if korean_by_machine else []),
         "annotations_creators": ["machine-generated" if facts["machine_generated"] else "other"],
-        "multilinguality": ["translation"],
-        "task_categories": ["question-answering", "translation", "text-generation"],
-        "task_ids": ["closed-domain-qa", "abstractive-qa"],
-        "tags": ["medical", "radiology", "chest-x-ray", "korean"]
-        + (["synthetic"] if facts["provenance"] == SYNTHETIC else ["mimic-cxr"]),
-        "size_categories": [_size_category(sum(d.num_rows for d in configs.get("qa", {}).values()))],
+        "multilinguality": [_multilinguality(configs, languages)],
+        **_tasks(configs),
+        "tags": ["medical", "radiology", "chest-x-ray"]
+        + (["korean"] if "ko" in languages else [])
+        + SOURCE_TAGS.get(facts["provenance"], []),
+        "size_categories": [_size_category(sum(d.num_rows for d in (configs.get("qa") or main_config).values()))],
         **(PHYSIONET_GATING if facts["credentialed"] else {}),
         "configs": [
             {
@@ -109,6 +114,21 @@ def card_metadata(configs: dict[str, datasets.DatasetDict], facts: dict, pretty_
             for name, dataset in configs.items()
         ],
     }
+
+
+def _multilinguality(configs: dict, languages: list[str]) -> str:
+    if "translation" in configs:
+        return "translation"
+    return "multilingual" if len(languages) > 1 else "monolingual"
+
+
+def _tasks(configs: dict) -> dict:
+    """Task metadata for the configs the release holds (a notes-only release claims no QA or translation)."""
+    categories = (["question-answering", "text-generation"] if "qa" in configs else []) + (
+        ["translation"] if "translation" in configs else []
+    )
+    ids = ["closed-domain-qa", "abstractive-qa"] if "qa" in configs else []
+    return {**({"task_categories": categories} if categories else {}), **({"task_ids": ids} if ids else {})}
 
 
 def _size_category(rows: int) -> str:

@@ -20,6 +20,8 @@ from ko_radiology.atomic_io import replace_dir
 
 ORIGINAL_FORMAT_DIR = "original_format"
 """`{report, instruction, answer}` JSONL, the original project's training format, beside the Parquet."""
+EXPORT_ENTRIES = frozenset({"README.md", ORIGINAL_FORMAT_DIR, *CONFIG_NAMES})
+"""What an export writes; a folder holding anything else is not replaced."""
 
 
 @dataclass(frozen=True)
@@ -40,8 +42,24 @@ def load_build(build_dir: Path) -> dict[str, datasets.DatasetDict]:
     return {name: datasets.load_from_disk(str(path)) for name, path in built.items()}
 
 
+def check_export_dir(out_dir: Path) -> None:
+    """Export replaces `out_dir` whole, so it must be new or an earlier export: not the build folder (its paid LLM
+    cache), nor a folder of the user's (`--out ~`)."""
+    if out_dir.is_file():
+        raise ValueError(f"--out {out_dir} is a file; pass a folder for the export (e.g. out/hub).")
+    foreign = (
+        sorted(path.name for path in out_dir.iterdir() if path.name not in EXPORT_ENTRIES) if out_dir.exists() else []
+    )
+    if foreign:
+        raise ValueError(
+            f"--out {out_dir} holds {', '.join(foreign[:5])}, which export did not write; export replaces the whole "
+            "folder. Pass a new folder (e.g. out/hub), or an earlier export's."
+        )
+
+
 def export_hub_folder(build_dir: Path, out_dir: Path, repo_id: str, pretty_name: str = "Ko-CXR-QA") -> Path:
     """Parquet per config and split, the original-format JSONL and the card, written whole or not at all."""
+    check_export_dir(Path(out_dir))
     configs = load_build(build_dir)
     summary_path = build_dir / SUMMARY_FILE
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}

@@ -1,5 +1,6 @@
 """Every knob of a build, declared once with its default and help; the CLI and a YAML file both fill it."""
 
+import codecs
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -80,6 +81,14 @@ class BuildOptions:
             raise ValueError(f"--generator {self.generator!r} is not one of {', '.join(GENERATORS)}.")
         if self.translator == "hf" and not self.hf_translation_model:
             raise ValueError("--translator hf needs --hf-translation-model (a path or id, e.g. an NLLB model).")
+        if self.encoding is not None:
+            try:
+                codecs.lookup(self.encoding)
+            except LookupError:
+                raise ValueError(f"--encoding {self.encoding!r} is not an encoding Python knows (cp1252?).") from None
+        for name in ("limit", "tasks_per_report", "max_tokens", "max_report_chars"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}.")
         weights = self.weights
         if len(weights) != len(TASK_TYPES) or any(w < 0 for w in weights) or not any(weights):
             raise ValueError(
@@ -112,6 +121,13 @@ class EndpointOptions(LLMClientConfig):
     cache_path: str | None = field(
         default=None, metadata=_help(f"SQLite cache of responses and the cost ledger (default: OUT/{CACHE_FILE}).")
     )
+    query_params: str | None = field(
+        default=None,
+        metadata=_help(
+            "Extra URL query parameters as comma-separated name=value pairs, e.g. api-version=2024-10-21 (Azure); "
+            "a mapping in --config."
+        ),
+    )
     data_provenance: str | None = field(
         default=None,
         metadata=_help(
@@ -134,4 +150,17 @@ class EndpointOptions(LLMClientConfig):
         values = {item.name: getattr(self, item.name) for item in fields(LLMClientConfig)}
         values["cache_path"] = self.cache_path or str(Path(out_dir) / CACHE_FILE)
         values["data_provenance"] = provenance
+        values["query_params"] = parse_query_params(self.query_params)
         return LLMClientConfig(**values)
+
+
+def parse_query_params(value: str | dict | None) -> dict[str, str]:
+    """`name=value,name=value` from the command line (argparse cannot fill a dict), or the mapping a YAML gave."""
+    if not isinstance(value, str):
+        return dict(value or {})
+    pairs = [item.split("=", 1) for item in value.split(",") if item.strip()]
+    if any(len(pair) != 2 or not pair[0].strip() for pair in pairs):
+        raise ValueError(
+            f"--query-params {value!r}: give name=value pairs separated by commas, e.g. api-version=2024-10-21."
+        )
+    return {name.strip(): text.strip() for name, text in pairs}

@@ -253,7 +253,7 @@ class ChatCompleter:
         return [result.text if result is not None else None for result in outcome.results]
 
     def _all_failed(self, outcome: RunManyOutcome) -> str:
-        cause = " ".join(outcome.failures[0].error.split())[:300]
+        cause = " ".join(outcome.failures[0].error.split())[:300].rstrip(".")
         return (
             f"{self.stage}: all {len(outcome.failures)} requests to {redact_url(self.client.config.base_url)} "
             f"failed; first cause: {cause}. Nothing in the build folder was replaced; fix the endpoint and run the "

@@ -5,6 +5,8 @@ synthetic (CC BY 4.0), a MIMIC-CXR tree is credentialed, and anything else the u
 too, since the builder cannot know it is not.
 """
 
+import hashlib
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from dataset_builder.gold import SAMPLE_DIR
@@ -17,9 +19,32 @@ STRICTNESS = {SYNTHETIC: 0, USER: 1, MIMIC_CXR: 2}
 """A declared provenance may only be stricter than the detected one: `user` data may be declared `mimic-cxr`."""
 
 
+SAMPLE_MANIFEST = "files.sha256"
+"""`sha256sum` of every report (`.txt`) in the sample (`sha256sum -c files.sha256` checks it; regenerate it with
+`find files -type f | LC_ALL=C sort | xargs sha256sum > files.sha256` in the sample folder after editing a report)."""
+
+
+def is_shipped_sample(path: Path) -> bool:
+    """Whether `path` is the sample folder with exactly the reports it ships: one added or edited there (real
+    reports dropped into the sample to try the builder) is no longer known to be invented."""
+    sample_dir = SAMPLE_DIR
+    if path.resolve() != sample_dir.resolve() or not (sample_dir / SAMPLE_MANIFEST).is_file():
+        return False
+    listed = {}
+    for line in (sample_dir / SAMPLE_MANIFEST).read_text(encoding="utf-8").splitlines():
+        digest, name = line.split(maxsplit=1)
+        listed[name] = digest
+    found = {
+        file.relative_to(sample_dir).as_posix(): hashlib.sha256(file.read_bytes()).hexdigest()
+        for file in sample_dir.rglob("*.txt")  # every report any input format reads from this folder
+        if file.is_file()
+    }
+    return found == listed
+
+
 def detect_provenance(source: ReportSource) -> str:
-    """`synthetic` only for the shipped sample itself: a copy of it with reports added is no longer known to be."""
-    if source.path.resolve() == SAMPLE_DIR.resolve():
+    """`synthetic` only for the shipped sample itself, unchanged: a copy, or the sample with reports added, is not."""
+    if is_shipped_sample(source.path):
         return SYNTHETIC
     return MIMIC_CXR if source.resolved_format() == "mimic" else USER
 

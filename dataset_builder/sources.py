@@ -61,6 +61,11 @@ class ReportSource:
     max_report_chars: int = 20_000
     skipped: list[SkippedInput] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        """A mistyped path fails here, before a build creates its cache or blames a missing gold file."""
+        if not self.path.exists():
+            raise InputError(f"{self.path} does not exist. Pass --data-dir with your reports (see `--help`).")
+
     @property
     def data_dir(self) -> Path:
         """The folder holding the reports and their split files (the folder beside a CSV)."""
@@ -76,8 +81,6 @@ class ReportSource:
         return "txt"
 
     def read(self) -> Iterator[RawReport]:
-        if not self.path.exists():
-            raise InputError(f"{self.path} does not exist. Pass --data-dir with your reports (see `--help`).")
         seen: set[str] = set()
         reader = self._read_csv() if self.resolved_format() == "csv" else self._read_files()
         for report in reader:

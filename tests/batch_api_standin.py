@@ -79,12 +79,13 @@ class BatchApiStandin(LoopbackServer):
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                api.calls.append(f"POST {self.path}")
-                if self.path == "/v1/files":
+                api.calls.append(f"POST {self.path}")  # with its query string: Azure's api-version must arrive
+                path = self.path.split("?")[0]
+                if path == "/v1/files":
                     part = self._file_part(body)
                     upload = api.upload(part.get_payload(decode=True), part.get_filename())
                     self._send(200, json.dumps(upload).encode())
-                elif self.path == "/v1/batches":
+                elif path == "/v1/batches":
                     self._send(200, json.dumps(api.create_batch(json.loads(body))).encode())
                 else:
                     self._send(404, b'{"error": {"message": "not served"}}')
@@ -97,9 +98,10 @@ class BatchApiStandin(LoopbackServer):
 
             def do_GET(self) -> None:
                 api.calls.append(f"GET {self.path}")
-                if match := re.fullmatch(r"/v1/batches/([\w-]+)", self.path):
+                path = self.path.split("?")[0]
+                if match := re.fullmatch(r"/v1/batches/([\w-]+)", path):
                     self._send(200, json.dumps(api.retrieve_batch(match.group(1))).encode())
-                elif match := re.fullmatch(r"/v1/files/([\w-]+)/content", self.path):
+                elif match := re.fullmatch(r"/v1/files/([\w-]+)/content", path):
                     self._send(200, api.files[match.group(1)], "application/octet-stream")
                 else:
                     self._send(404, b'{"error": {"message": "not served"}}')

@@ -8,6 +8,7 @@ import pytest
 import yaml
 from datasets import load_dataset, load_from_disk
 
+from dataset_builder import provenance
 from dataset_builder.__main__ import main
 from dataset_builder.gold import SAMPLE_DIR
 from dataset_builder.ko_cxr_qa import KoCxrQa
@@ -64,6 +65,49 @@ def test_sample_card_is_true_to_a_synthetic_gold_build(gold_hub_folder):
     assert "| `messages` | `list<struct<role: string, content: string>>` |" in readme
     assert "| `hangul_ratio` | `float32` |" in readme and "Value(" not in readme
     assert 'load_dataset("org/ko-cxr-qa", "qa")' in readme and "Limitations" in readme
+    assert "The sample corpus's reports, gold translations and gold QA are invented" in readme
+    assert "model output" not in readme and "no Korean" not in readme
+
+
+def test_a_report_added_to_or_edited_in_the_sample_makes_it_credentialed(tmp_path, monkeypatch):
+    """Real reports dropped into the sample folder must not pass as invented (sent anywhere, published CC BY)."""
+    sample = tmp_path / "sample"
+    shutil.copytree(SAMPLE_DIR, sample)
+    monkeypatch.setattr(provenance, "SAMPLE_DIR", sample)  # this copy plays the shipped sample
+
+    def provenance_of_build() -> str:
+        code, out = build_notes(sample, tmp_path)
+        assert code == 0
+        return json.loads((out / "summary.json").read_text())["build"]["provenance"]
+
+    assert provenance_of_build() == "synthetic"
+    added = sample / "files" / "p19" / "p19000001" / "s59000001.txt"
+    added.parent.mkdir(parents=True)
+    added.write_text(GOOD_REPORT)
+    assert provenance_of_build() == "mimic-cxr"
+    added.unlink()
+    edited = next((sample / "files").rglob("*.txt"))
+    edited.write_text(edited.read_text() + "\n ADDENDUM: a real patient's text.\n")
+    assert provenance_of_build() == "mimic-cxr"
+
+
+@pytest.mark.parametrize("layout", ["mimic", "txt"])
+def test_a_notes_only_card_claims_no_korean_and_no_source_it_cannot_know(tmp_path, layout):
+    """English sections only: no Korean, QA or translation in the card's examples, limitations or metadata; reports
+    of unknown origin (a folder of .txt) are not tagged MIMIC-CXR."""
+    data = tmp_path / "reports"
+    shutil.copytree(SAMPLE_DIR / "files", data / "files" if layout == "mimic" else data)
+    code, out = build_notes(data, tmp_path)
+    assert code == 0 and main(["export", str(out), "--out", str(tmp_path / "hub")]) == 0
+    readme = (tmp_path / "hub" / "README.md").read_text()
+    metadata = yaml.safe_load(readme.split("---")[1])
+    assert 'load_dataset("org/ko-cxr-qa", "notes")' in readme
+    assert '"qa")' not in readme and '"translation")' not in readme and "original_format" not in readme
+    assert "Korean phrasing" not in readme and "three sentences" not in readme and "Hand-written Korean" not in readme
+    assert "English report sections only: no Korean is part of this release." in readme
+    assert (metadata["language"], metadata["multilinguality"]) == (["en"], ["monolingual"])
+    assert "task_ids" not in metadata and "korean" not in metadata["tags"]
+    assert ("mimic-cxr" in metadata["tags"]) == (layout == "mimic")
 
 
 def test_original_format_jsonl(gold_hub_folder):
@@ -200,11 +244,50 @@ def test_a_failed_build_keeps_the_finished_one(tmp_path):
     assert sorted(p.name for p in (out / "notes").rglob("*")) == before
 
 
+def test_an_out_folder_with_things_no_build_wrote_is_refused_and_kept(tmp_path, capsys):
+    """`--out ~` with a `notes/` of one's own: the swap would have moved it aside and deleted it."""
+    out = tmp_path / "home"
+    (out / "notes").mkdir(parents=True)
+    (out / "notes" / "todo.txt").write_text("mine")
+    (out / "summary.json").write_text('{"quarter": 3}')
+    assert main(["build", "--data-dir", str(SAMPLE_DIR), "--gold", "--configs", "notes", "--out", str(out)]) == 1
+    assert "holds notes, summary.json, which no build wrote" in capsys.readouterr().err
+    assert (out / "notes" / "todo.txt").read_text() == "mine"
+    assert (out / "summary.json").read_text() == '{"quarter": 3}'
+    assert sorted(path.name for path in out.iterdir()) == ["notes", "summary.json"]
+
+
+def test_export_never_replaces_a_folder_it_did_not_write(tmp_path, capsys):
+    """Export swaps its folder whole: `--out ~` or `--out` the build itself (its paid LLM cache) must be refused."""
+    code, build = build_notes(SAMPLE_DIR, tmp_path)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "thesis.tex").write_text("years of work")
+    assert code == 0 and main(["export", str(build), "--out", str(home)]) == 1
+    assert "holds thesis.tex, which export did not write" in capsys.readouterr().err
+    assert (home / "thesis.tex").read_text() == "years of work"
+    assert main(["export", str(build), "--out", str(build)]) == 1
+    assert (build / "summary.json").is_file() and (build / "notes" / "dataset_dict.json").is_file()
+    for _ in range(2):  # an earlier export is replaced
+        assert main(["export", str(build), "--out", str(tmp_path / "hub")]) == 0
+
+
+@pytest.mark.parametrize("backend", [["--gold"], ["--model", "m"]])
+def test_a_mistyped_data_dir_is_named_before_anything_is_created(tmp_path, capsys, backend):
+    """Not "--gold needs .../gold/translations.jsonl", and no empty cache left in OUT by the llm backend."""
+    out = tmp_path / "out"
+    assert main(["build", "--data-dir", str(tmp_path / "smaple"), "--out", str(out), *backend]) == 1
+    assert f"{tmp_path / 'smaple'} does not exist" in capsys.readouterr().err
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
         (["--configs", "notes,answers"], "--configs has unknown ['answers']"),
         (["--task-weights", "1,1"], "--task-weights '1,1' needs 4 non-negative numbers"),
+        (["--limit", "0"], "--limit must be >= 1, got 0"),  # not "No usable report (no .txt files)"
+        (["--encoding", "utf9"], "--encoding 'utf9' is not an encoding Python knows"),  # not a LookupError traceback
         (["--configs", "translation"], "needs --model"),
         (["--translator", "hf"], "--translator hf needs --hf-translation-model"),
     ],

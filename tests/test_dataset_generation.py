@@ -63,6 +63,9 @@ def test_generation_calls_the_endpoint_and_a_rerun_calls_it_never(proxy, tiny_se
     flag_counts = Counter(f"translation_flag:{flag.split(':')[1]}" for flags in expected_flags for flag in flags)
     assert {k: n for k, n in summary["counts"].items() if k.startswith("translation_flag:")} == flag_counts
     assert summary["build"]["translation"] == {"backend": "llm", "model": tiny_server.model, "endpoint": "loopback"}
+    assert main(["export", str(out), "--out", str(tmp_path / "hub")]) == 0
+    card = (tmp_path / "hub" / "README.md").read_text()  # the model's Korean is not "invented by the contributors"
+    assert "The sample corpus's reports are invented" in card and "The model output in this release was" in card
     rejected = Counter(summary["qa_rejected"])
     questions = REPORTS * 4  # all four task types by default
     answers = questions - sum(n for reason, n in rejected.items() if reason.startswith("question_"))
@@ -200,6 +203,7 @@ def test_batch_submit_and_collect_fill_the_builds_cache(proxy, tiny_server, tmp_
     lines = len(batch_file.read_text().splitlines())
     with BatchApiStandin(tiny_server) as api:
         endpoint = ["--out", str(out), "--model", tiny_server.model, "--base-url", api.base_url, "--api-key-env", ""]
+        endpoint += ["--query-params", "api-version=2024-10-21"]  # Azure's Batch API needs it on every call
         capsys.readouterr()
         assert main(["batch", "submit", str(batch_file), *endpoint]) == 0
         batch_id = capsys.readouterr().out.split("submitted as batch ")[1].split()[0]
@@ -207,10 +211,8 @@ def test_batch_submit_and_collect_fill_the_builds_cache(proxy, tiny_server, tmp_
     collected = capsys.readouterr().out
     assert f"{lines} answers cached in {out / 'llm_cache.sqlite'}" in collected and "1 failed" in collected
     assert api.calls == [
-        "POST /v1/files",
-        "POST /v1/batches",
-        "GET /v1/batches/batch_0",
-        "GET /v1/files/file-1/content",
+        f"{call}?api-version=2024-10-21"
+        for call in ("POST /v1/files", "POST /v1/batches", "GET /v1/batches/batch_0", "GET /v1/files/file-1/content")
     ]
 
     assert main([*args, "--batch-dir", str(batches)]) == 0
@@ -231,6 +233,7 @@ def test_a_build_whose_every_request_failed_fails_and_the_next_one_resumes(proxy
     err = capsys.readouterr().err.strip()
     sent = len(proxy.requests)
     assert "\n" not in err and f"translation: all {sent} requests to {proxy.base_url} failed" in err and "503" in err
+    assert ".." not in err and err.endswith("(answered calls are cached).")
     assert sorted(path.name for path in out.iterdir()) == ["llm_cache.sqlite", "notes", "summary.json"]
     assert sorted(path.name for path in (out / "notes").rglob("*")) == notes_before  # nothing replaced
 
