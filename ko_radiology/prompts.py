@@ -5,6 +5,8 @@ here changes it everywhere, which is the point: a model is only as good as the a
 trained on and the one it is served with.
 """
 
+from collections.abc import Sequence
+
 TASK_TYPES = ("질문 답변", "축약어 확장", "바꾸어 말하기", "요약")
 """The four instruction types of the original project: question answering, abbreviation expansion, paraphrase for
 a patient, summarization."""
@@ -23,18 +25,29 @@ def format_user_turn(report: str, instruction: str) -> str:
     return f"[판독문]\n{report.strip()}\n\n[요청]\n{instruction.strip()}"
 
 
-def build_messages(report: str, instruction: str, answer: str | None = None) -> list[dict[str, str]]:
+def build_messages(
+    report: str,
+    instruction: str,
+    answer: str | None = None,
+    history: Sequence[tuple[str, str]] = (),
+    system_prompt: str = SYSTEM_PROMPT,
+) -> list[dict[str, str]]:
     """Chat messages for one example; with `answer` for training, without it for generation.
+
+    The report travels in the first user turn only; follow-up questions are plain user turns after the earlier
+    answers, so a conversation is the single-turn training format continued, and its prefix stays cacheable.
 
     Args:
         report: The Korean radiology report (sections joined by blank lines).
         instruction: The question or task in Korean.
         answer: The reference answer; omitted when asking a model.
+        history: Earlier (question, answer) turns about the same report, oldest first (the Space's follow-ups).
+        system_prompt: The system turn; the Space lets an operator edit it, everything else keeps the default.
     """
-    messages = [
-        {"role": "system", "content": SYSTEM_PROMPT},
-        {"role": "user", "content": format_user_turn(report, instruction)},
-    ]
-    if answer is not None:
-        messages.append({"role": "assistant", "content": answer.strip()})
+    messages = [{"role": "system", "content": system_prompt}]
+    for index, (question, reply) in enumerate([*history, (instruction, answer)]):
+        content = format_user_turn(report, question) if index == 0 else question.strip()
+        messages.append({"role": "user", "content": content})
+        if reply is not None:
+            messages.append({"role": "assistant", "content": reply.strip()})
     return messages
