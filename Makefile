@@ -3,10 +3,19 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: setup test quality bench bench-gpu
+.PHONY: setup browser test quality bench bench-gpu demo serve-demo pipeline pipeline-stages
 
-setup: $(INSTALLED)
+setup: $(INSTALLED) browser
 	$(PYTHON) -m ko_radiology.models prepare
+
+# Debian's Chromium and a Korean font for the Space's browser test (tests/test_space_browser.py). Playwright drives
+# /usr/bin/chromium and never downloads a browser. Without root or apt this prints the command and goes on.
+browser:
+	@if [ -x /usr/bin/chromium ] && fc-list :lang=ko 2>/dev/null | grep -q .; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			chromium fonts-noto-cjk; } || echo "apt-get failed; the browser test is skipped until it installs"; \
+	else echo "browser test skipped until: sudo apt-get install chromium fonts-noto-cjk"; fi
 
 # Re-installs only when requirements.txt changes, so a second `make setup` takes seconds.
 # The project itself is installed editable, so `ko_radiology` imports from anywhere (the eval metric module needs it).
@@ -24,11 +33,140 @@ quality: $(INSTALLED)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-# CPU benchmarks (each prints its numbers and its target); the GPU one needs CUDA: `make bench-gpu`.
-CPU_BENCHES := bench/bench_sections.py bench/bench_llm_client.py bench/bench_sft_cpu.py
-
+# Every benchmark in bench/ (each prints its numbers against its target), then one table with the machine and the date
+# in bench/RESULTS.md; the GPU one runs where CUDA is, and is listed as skipped elsewhere.
 bench: setup
-	@for script in $(CPU_BENCHES); do echo "== $$script"; $(PYTHON) $$script || exit 1; done
+	$(PYTHON) bench/run_all.py --out bench/RESULTS.md
 
 bench-gpu: setup
 	$(PYTHON) bench/bench_qlora_gpu.py
+
+# ---- `make demo` and `make pipeline` -------------------------------------------------------------------------------
+# Everything they write goes under $(OUT) (ignored by git). Each stage is a file target, so a second run redoes nothing
+# that finished. Knobs: RECIPE (training recipe), TRAIN_FLAGS (flags after it), ENDPOINT/MODEL; for the pipeline below.
+OUT ?= out
+RECIPE ?= training/recipes/gemma3-270m-cpu.yaml
+TRAIN_FLAGS ?=
+# float32 weights: where the CPU has no native bf16 (AVX2-only machines like ours) bf16 matmuls are emulated and slow.
+MERGE_DTYPE ?= float32
+# `datasets` would draw several progress bars per 40-row table.
+export HF_DATASETS_DISABLE_PROGRESS_BARS := 1
+
+SAMPLE := $(OUT)/sample/hub
+SAMPLE_FILES := $(shell find dataset_builder/sample -type f)
+SHA256 := $(shell command -v sha256sum || echo shasum -a 256)
+
+# The shipped sample with its gold translations and QA, as a Hub folder (what `load_dataset` and training read).
+$(SAMPLE)/README.md: $(SAMPLE_FILES) | $(INSTALLED)
+	$(PYTHON) -m dataset_builder build --data-dir dataset_builder/sample --gold --out $(OUT)/sample/build
+	$(PYTHON) -m dataset_builder export $(OUT)/sample/build --out $(SAMPLE) --repo-id org/ko-cxr-qa
+
+# An adapter is stored under a key that hashes the training data's files, the recipe and TRAIN_FLAGS: the same inputs
+# never train twice, and an interrupted training resumes from its last checkpoint.
+ADAPTERS := $(OUT)/adapters
+training_key = $(shell { cat $(1)/qa/*.parquet $(RECIPE); echo '$(TRAIN_FLAGS)'; } | $(SHA256) | cut -c1-16)
+
+$(ADAPTERS)/%/adapter/adapter_config.json:
+	$(PYTHON) -m training.sft --config $(RECIPE) --dataset_name $(TRAIN_DATA) --output_dir $(@D) $(TRAIN_FLAGS)
+
+$(ADAPTERS)/%/merged/config.json: $(ADAPTERS)/%/adapter/adapter_config.json
+	$(PYTHON) -m training.export $(<D) --out $(@D) --dtype $(MERGE_DTYPE)
+
+# Pattern-rule outputs would otherwise count as intermediate files, which make deletes.
+.PRECIOUS: $(ADAPTERS)/%/adapter/adapter_config.json $(ADAPTERS)/%/merged/config.json
+
+# `make demo`: sample → fine-tuned adapter → merged model → local server + Space, until Ctrl-C.
+# `make demo ENDPOINT=http://host:8080/v1 [MODEL=name]`: the Space only, against that endpoint.
+ifdef ENDPOINT
+demo: $(INSTALLED)
+	$(PYTHON) -m space.demo --endpoint $(ENDPOINT) $(if $(MODEL),--endpoint-model $(MODEL)) --log-dir $(OUT)/demo/logs
+else
+demo: setup $(SAMPLE)/README.md
+	@$(MAKE) --no-print-directory serve-demo TRAIN_DATA=$(SAMPLE) KEY=$(call training_key,$(SAMPLE))
+endif
+
+serve-demo: $(ADAPTERS)/$(KEY)/merged/config.json
+	$(PYTHON) -m space.demo --model $(ADAPTERS)/$(KEY)/merged --log-dir $(OUT)/demo/logs
+
+# `make pipeline`: the study, reproduced offline. Training data → adapter → answers of the untuned base and of the
+# adapter on the sample's test split → reference metrics against the gold answers → the judge on five criteria →
+# report. Outputs go to $(OUT)/pipeline/KEY/ (KEY: the adapter's); every stage prints what it wrote.
+#   DATA=DIR                    train and evaluate on your own Hub folder (`dataset_builder export`), e.g. MIMIC-CXR's
+#   GENERATE=1                  QA generated by a model (ENDPOINT=URL MODEL=name, else the local base model) instead of
+#                               the sample's gold QA; translations stay gold (GENERATE_FLAGS to change that)
+#   JUDGE=local                 the default: `transformers serve` on the embedded base model, a stand-in for GPT-4
+#                               (hours on 2 CPU cores: 350 judge calls of up to 160 tokens, one at a time)
+#   JUDGE=stand-in              eval.stand_in_judge: text rules, no LLM, seconds; to check the plumbing
+#   JUDGE=URL JUDGE_MODEL=name  any OpenAI-compatible judge (JUDGE_FLAGS="--api-key-env OPENAI_API_KEY ...")
+PIPELINE := $(OUT)/pipeline
+BASE ?= embedded:base
+CRITERIA ?= accuracy conciseness consistency understandability similarity
+COMPARE_FLAGS ?=
+CHECK_FLAGS ?=
+GENERATE_FLAGS ?= --translator gold --generator llm
+GENERATE_LOCAL_MODEL ?= embedded:base
+JUDGE ?= local
+JUDGE_LOCAL_MODEL ?= embedded:base
+ifeq ($(JUDGE),local)
+# transformers serve ignores response_format and answers one request at a time; a small base model does not stop.
+JUDGE_FLAGS ?= --no-structured-output --max-tokens 160 --max-concurrency 1 --timeout-s 600
+endif
+JUDGE_URL := $(filter-out local stand-in,$(JUDGE))
+# Local servers of the embedded model in float32: its bf16 weights are emulated, slowly, on CPUs without native bf16.
+JUDGE_SERVER := $(if $(filter local,$(JUDGE)),--model $(JUDGE_LOCAL_MODEL) --dtype float32,--stand-in-judge)
+JUDGE_MODEL ?= {model}
+JUDGE_NAME := $(if $(JUDGE_URL),$(JUDGE_MODEL),$(JUDGE))
+ifeq ($(JUDGE_NAME),{model})
+$(error JUDGE=$(JUDGE) needs JUDGE_MODEL=the model name that endpoint serves)
+endif
+
+EVAL_DATA := $(or $(DATA),$(SAMPLE))
+ifdef DATA
+ifeq ($(wildcard $(DATA)/qa),)
+$(error DATA=$(DATA) has no qa/ folder; pass a folder written by `python -m dataset_builder export`)
+endif
+TRAIN_DATA_DIR := $(DATA)
+else ifdef GENERATE
+TRAIN_DATA_DIR := $(PIPELINE)/generated/hub
+else
+TRAIN_DATA_DIR := $(SAMPLE)
+endif
+
+# $(call with_server,SERVER_FLAGS,URL,COMMAND): COMMAND with {endpoint} set to URL, or, without URL, run under
+# `space.demo SERVER_FLAGS --run`, which starts that local server for the command's duration and fills in {endpoint}
+# and {model}.
+with_server = $(if $(2),$(subst {endpoint},$(2),$(3)),$(PYTHON) -m space.demo $(1) --log-dir $(PIPELINE)/logs --run -- $(3))
+
+$(PIPELINE)/generated/hub/README.md: $(SAMPLE_FILES) | $(INSTALLED)
+	$(call with_server,--model $(GENERATE_LOCAL_MODEL) --dtype float32,$(ENDPOINT),$(PYTHON) -m dataset_builder build \
+	    --data-dir dataset_builder/sample --out $(PIPELINE)/generated/build $(GENERATE_FLAGS) \
+	    --base-url {endpoint} --model $(if $(ENDPOINT),$(MODEL),{model}))
+	$(PYTHON) -m dataset_builder export $(PIPELINE)/generated/build --out $(@D) --repo-id org/ko-cxr-qa-generated
+
+pipeline: setup $(TRAIN_DATA_DIR)/README.md $(EVAL_DATA)/README.md
+	@$(MAKE) --no-print-directory pipeline-stages TRAIN_DATA=$(TRAIN_DATA_DIR) KEY=$(call training_key,$(TRAIN_DATA_DIR))
+
+RUN = $(PIPELINE)/$(KEY)
+ADAPTER = $(ADAPTERS)/$(KEY)/adapter
+REPORT = $(RUN)/report-$(JUDGE_NAME)
+
+pipeline-stages: $(REPORT)/report.md $(ADAPTER)/quality.json
+	@echo "Pipeline done."
+	@echo "  adapter and its reference metrics against the gold answers: $(ADAPTER)/quality.json"
+	@echo "  answers of the base and the fine-tuned model: $(RUN)/answers.csv"
+	@echo "  judge report (judge: $(JUDGE_NAME)): $(REPORT)/report.md, $(REPORT)/scores.png"
+	@$(if $(JUDGE_URL),,echo "  The $(JUDGE) judge is a local stand-in for GPT-4: it tests the pipeline, not clinical quality.")
+
+$(RUN)/answers.csv: $(ADAPTER)/adapter_config.json $(EVAL_DATA)/README.md
+	$(PYTHON) -m eval.compare --input $(EVAL_DATA) --split test --out $@ --cache-path $(RUN)/llm_cache.sqlite \
+	    --model base=$(BASE) --model fine-tuned=$(ADAPTER) $(COMPARE_FLAGS)
+
+$(ADAPTER)/quality.json: $(ADAPTER)/adapter_config.json $(EVAL_DATA)/README.md
+	$(PYTHON) -m training.check $(ADAPTER) --split test --dataset $(EVAL_DATA) $(CHECK_FLAGS)
+
+$(RUN)/judge-$(JUDGE_NAME)/scored-%.csv: $(RUN)/answers.csv
+	$(call with_server,$(JUDGE_SERVER),$(JUDGE_URL),$(PYTHON) -m eval.judge --input $< --type $* --out $@ \
+	    --cache-path $(@D)/llm_cache.sqlite --judge-base-url {endpoint} --judge-model $(JUDGE_MODEL) $(JUDGE_FLAGS))
+
+$(REPORT)/report.md: $(foreach criterion,$(CRITERIA),$(RUN)/judge-$(JUDGE_NAME)/scored-$(criterion).csv)
+	$(PYTHON) -m eval.report $^ --out $(@D)

@@ -1,0 +1,309 @@
+"""Run the demo: a local OpenAI-compatible server on a merged model and the Space wired to it, until Ctrl-C.
+
+```bash
+python -m space.demo --model out/adapters/KEY/merged          # what `make demo` runs after training and merging
+python -m space.demo --endpoint http://10.0.0.5:8080/v1       # the Space only, against your own endpoint
+python -m space.demo --model embedded:base --run -- \
+    python -m eval.judge ... --judge-base-url {endpoint} --judge-model {model}
+python -m space.demo --stand-in-judge --run -- python -m eval.judge ... --judge-base-url {endpoint}
+```
+
+Every process started here gets its own process group, and the whole group is stopped (SIGTERM, then SIGKILL) on
+Ctrl-C, on SIGTERM, or when one of them dies, so nothing is left running. A busy port moves to the next free one, with
+a message. `--run` serves the model (or `eval.stand_in_judge`, the rule-based judge) only while one command runs,
+with `{endpoint}` and `{model}` filled in.
+"""
+
+import argparse
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from ko_radiology.models import resolve_model
+
+APP_PATH = Path(__file__).with_name("app.py")
+SERVER_START_TIMEOUT_S = 300.0
+"""Loading a model on a busy 2-core CPU can take minutes; the Space and the stand-in judge start in seconds."""
+APP_START_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 10.0
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+PORT_SEARCH = 100
+
+
+class DemoError(Exception):
+    """A process could not be started or died; the message says which and shows its log."""
+
+
+@dataclass
+class Service:
+    """One process of the demo: how to start it, where it logs, which URL answers 200 once it is ready."""
+
+    name: str
+    command: list[str]
+    env: dict[str, str]
+    ready_url: str
+    log_path: Path
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    def log_tail(self, lines: int = 30) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def pick_port(preferred: int, what: str) -> int:
+    """`preferred` if it is free on loopback, otherwise the next free port, saying so (never a traceback)."""
+    for port in range(preferred, preferred + PORT_SEARCH):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        if port != preferred:
+            print(f"Port {preferred} is in use (another demo still running?); the {what} uses port {port} instead.")
+        return port
+    raise DemoError(f"Ports {preferred}-{preferred + PORT_SEARCH - 1} are all in use; pass a free one for the {what}.")
+
+
+def _stop_with_parent() -> None:
+    """In the child, before exec: get SIGTERM if the demo dies without cleaning up (kill -9), Linux only."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def start(service: Service) -> None:
+    service.log_path.parent.mkdir(parents=True, exist_ok=True)
+    with service.log_path.open("w") as log:
+        service.process = subprocess.Popen(
+            service.command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **service.env},
+            start_new_session=True,  # own process group: the terminal's Ctrl-C reaches us, and we stop the group
+            preexec_fn=_stop_with_parent,
+        )
+    print(f"Started {service.name} (pid {service.process.pid}, log {service.log_path}).", flush=True)
+
+
+def wait_ready(service: Service, timeout_s: float) -> None:
+    """Poll `ready_url` until it answers 200; fail with the log's tail if the process exits or time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if service.process.poll() is not None:
+            raise DemoError(
+                f"{service.name} exited with {service.process.returncode}. End of {service.log_path}:\n"
+                f"{service.log_tail()}"
+            )
+        try:
+            if httpx.get(service.ready_url, timeout=2.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise DemoError(
+        f"{service.name} did not answer {service.ready_url} within {timeout_s:.0f} s. End of log:\n"
+        f"{service.log_tail()}"
+    )
+
+
+def stop(service: Service) -> None:
+    """SIGTERM the service's whole process group, then SIGKILL whatever is still there after STOP_TIMEOUT_S."""
+    if service.process is None:
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(service.process.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            service.process.wait(timeout=STOP_TIMEOUT_S)
+            if not group_alive(service.process.pid):
+                break
+        except subprocess.TimeoutExpired:
+            continue
+    service.process.wait()
+    print(f"Stopped {service.name}.", flush=True)
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the group is left (zombies of ours are reaped by `wait`)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def model_server(model_dir: str, port: int, log_dir: Path, dtype: str) -> Service:
+    """`transformers serve` pinned to `model_dir`; it accepts exactly that string as the request's model name."""
+    command = [sys.executable, "-m", "transformers.cli.transformers", "serve", model_dir, "--dtype", dtype]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    env = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    ready_url = f"http://127.0.0.1:{port}/health"
+    return Service("model server", command, env, ready_url, log_dir / f"model-server-{port}.log")
+
+
+def stand_in_judge(port: int, log_dir: Path) -> Service:
+    """`eval.stand_in_judge`: scores by text rules, answers at once; for pipelines that need a judge but no LLM."""
+    command = [sys.executable, "-m", "eval.stand_in_judge", "--port", str(port)]
+    ready_url = f"http://127.0.0.1:{port}/health"
+    return Service("stand-in judge", command, {}, ready_url, log_dir / f"stand-in-judge-{port}.log")
+
+
+def space_app(endpoint: str, model: str | None, port: int, log_dir: Path) -> Service:
+    """`python space/app.py` with the endpoint backend, as a Hub Space runs it (settings from the environment)."""
+    env = {
+        "KO_RADIOLOGY_BACKEND": "endpoint",
+        "KO_RADIOLOGY_ENDPOINT": endpoint,
+        "GRADIO_SERVER_PORT": str(port),
+        "GRADIO_SERVER_NAME": "127.0.0.1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+    }
+    if model:
+        env["KO_RADIOLOGY_MODEL"] = model
+    command = [sys.executable, str(APP_PATH)]
+    return Service("Space", command, env, f"http://127.0.0.1:{port}/", log_dir / f"space-{port}.log")
+
+
+def warm_up(endpoint: str, model: str) -> None:
+    """One 1-token request, so the first visitor does not wait for the weights to load."""
+    body = {"model": model, "messages": [{"role": "user", "content": "안녕하세요"}], "max_tokens": 1}
+    httpx.post(f"{endpoint}/chat/completions", json=body, timeout=SERVER_START_TIMEOUT_S).raise_for_status()
+
+
+def start_server(server: Service, services: list[Service], timeout_s: float) -> str:
+    """Start `server`, wait until it answers, and return its OpenAI base URL."""
+    services.append(server)
+    start(server)
+    wait_ready(server, timeout_s)
+    return server.ready_url.removesuffix("/health") + "/v1"
+
+
+def start_model_server(model_dir: str, args: argparse.Namespace, services: list[Service]) -> str:
+    """Start and warm up the local server on `model_dir`; return its OpenAI base URL."""
+    if not (Path(model_dir) / "config.json").is_file():
+        raise DemoError(f"{model_dir} is not a model folder (no config.json). Pass the --out of training.export.")
+    print(f"Loading {model_dir} (up to a few minutes on a busy CPU)...", flush=True)
+    server = model_server(model_dir, pick_port(args.server_port, "model server"), args.log_dir, args.dtype)
+    endpoint = start_server(server, services, SERVER_START_TIMEOUT_S)
+    warm_up(endpoint, model_dir)
+    return endpoint
+
+
+def local_model_dir(name_or_path: str) -> str:
+    """The absolute folder of `--model` (or of `embedded:base`): `transformers serve` answers to that string only."""
+    try:
+        return str(Path(resolve_model(name_or_path)).resolve())
+    except FileNotFoundError as error:
+        raise DemoError(str(error)) from None
+
+
+def serve_until_interrupted(services: list[Service]) -> int:
+    """Block until Ctrl-C/SIGTERM (exit 0) or until a service dies (exit 1, with its log)."""
+    while True:
+        for service in services:
+            if service.process.poll() is not None:
+                print(
+                    f"{service.name} exited with {service.process.returncode}. End of its log:\n{service.log_tail()}",
+                    file=sys.stderr,
+                )
+                return 1
+        time.sleep(0.5)
+
+
+def run_demo(args: argparse.Namespace, services: list[Service]) -> int:
+    if args.stand_in_judge:
+        model = "stand-in-judge"
+        judge = stand_in_judge(pick_port(args.server_port, "stand-in judge"), args.log_dir)
+        endpoint = start_server(judge, services, APP_START_TIMEOUT_S)
+    elif args.model:
+        model = local_model_dir(args.model)
+        endpoint = start_model_server(model, args, services)
+    else:
+        model, endpoint = args.endpoint_model, args.endpoint
+    if args.run:
+        command = [part.replace("{endpoint}", endpoint).replace("{model}", model or "") for part in args.run]
+        return subprocess.run(command).returncode
+    app = space_app(endpoint, model, pick_port(args.port, "Space"), args.log_dir)
+    services.append(app)
+    start(app)
+    wait_ready(app, APP_START_TIMEOUT_S)
+    url = app.ready_url
+    print(
+        f"\nKo-Radiology-GPT is running: {url}\n  model: {model or '(the endpoint default)'} via {endpoint}\n"
+        "Ctrl-C stops everything this started.",
+        flush=True,
+    )
+    return serve_until_interrupted(services)
+
+
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m space.demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="model folder (training.export --out) or embedded:base to serve locally")
+    source.add_argument("--endpoint", help="an OpenAI-compatible base URL to use instead (e.g. http://host:8080/v1)")
+    source.add_argument("--stand-in-judge", action="store_true", help="with --run: serve eval.stand_in_judge instead")
+    parser.add_argument("--endpoint-model", help="model name to send to --endpoint (default: the endpoint's own)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
+        help="Space port (default 7860 or $GRADIO_SERVER_PORT; the next free one if busy)",
+    )
+    parser.add_argument("--server-port", type=int, default=8000, help="model server port (the next free one if busy)")
+    parser.add_argument(
+        "--dtype", default="auto", help="weights dtype for --model (float32 where the CPU has no native bf16)"
+    )
+    parser.add_argument("--log-dir", type=Path, default=Path("out/demo/logs"), help="where the processes log")
+    parser.add_argument(
+        "--run",
+        metavar="-- COMMAND ...",
+        help="last option: serve only while COMMAND runs, with {endpoint} and {model} filled in",
+    )
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = argv[argv.index("--run") + 1 :] if "--run" in argv else None  # taken whole, "--" and all
+    args = parser.parse_args(argv[: argv.index("--run")] if command is not None else argv)
+    if command is not None:
+        args.run = command[1:] if command[:1] == ["--"] else command
+        if not args.run or args.endpoint:
+            parser.error("--run needs --model or --stand-in-judge, and a command after it.")
+    elif args.stand_in_judge:
+        parser.error("--stand-in-judge serves a judge for --run COMMAND, not for the Space.")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    for signum in STOP_SIGNALS:  # also SIGINT: a shell starts background jobs with SIGINT ignored
+        signal.signal(signum, _raise_keyboard_interrupt)
+    services: list[Service] = []
+    try:
+        return run_demo(args, services)
+    except KeyboardInterrupt:
+        print("\nStopping...", flush=True)
+        return 0
+    except (DemoError, httpx.HTTPError) as error:
+        print(f"Demo failed: {error}", file=sys.stderr)
+        return 1
+    finally:
+        for signum in STOP_SIGNALS:  # a second Ctrl-C must not cut the cleanup short
+            signal.signal(signum, signal.SIG_IGN)
+        for service in reversed(services):
+            stop(service)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
