@@ -20,6 +20,7 @@ import json
 import sys
 from pathlib import Path
 
+import datasets
 import yaml
 from transformers import HfArgumentParser
 
@@ -187,6 +188,7 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    datasets.disable_progress_bars()  # several bars per 40-row table would bury the summary lines
     if not argv or argv[0] not in COMMANDS:
         print(__doc__)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
