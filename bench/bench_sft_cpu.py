@@ -1,55 +1,77 @@
-"""CPU training speed of the Gemma 3 270M recipe against plain TRL on the same model, data and LoRA.
+"""CPU training speed of the Gemma 3 270M recipe against plain TRL on the same model, data and LoRA, in steady state.
 
-    python bench/bench_sft_cpu.py                 # both variants, ~5-10 minutes on 2 idle cores
-    python bench/bench_sft_cpu.py --examples 16   # fewer examples, faster
+    python bench/bench_sft_cpu.py                                  # 3 repeats x 3 variants, 2 warm-up + 6 timed steps
+    python bench/bench_sft_cpu.py --repeats 1 --warmup 1 --steps 2 # reduced, for a busy machine (say so when quoting)
 
-Both variants train one epoch on the same first `--examples` train examples of the gold sample, each in its own
-process so that peak RSS (`ru_maxrss`) is its own. Tokens/s counts real (non-padding) tokens over `train_runtime`.
-- baseline: `SFTTrainer` with a default `SFTConfig` (only `use_cpu`, `bf16=False`, `assistant_only_loss=True` for the
-  same answer-only objective), no packing, the model loaded as TRL loads it (float32).
-- recipe: `training/recipes/gemma3-270m-cpu.yaml` through `training.sft.main` (bf16 weights, bfd packing without
-  padding, no gradient checkpointing, logits only at answer positions).
+Three variants train on the gold sample's train split with the recipe's LoRA (r, alpha, dropout, target modules),
+each in its own process (so peak RSS, `ru_maxrss`, is its own), in alternating order (ABC, BCA, CAB, ...) so that a
+noisy machine favours none:
+
+- `trl-defaults`: `SFTTrainer` with `SFTConfig` defaults (batch 8, no packing, gradient checkpointing, weights in
+  float32 as TRL loads them), only `use_cpu`, `bf16=False` and `assistant_only_loss=True` (the same objective);
+- `trl-knobs`: plain `SFTTrainer` given the recipe's public knobs: its weight dtype, bfd packing without padding,
+  assistant-only loss, no gradient checkpointing, the same max_length, batch and accumulation;
+- `recipe`: `training/recipes/gemma3-270m-cpu.yaml` through `training.sft.main` (adds logits only at answer
+  positions, `training/trainer.py`).
+
+Tokens/s is steady state: non-padding input tokens over wall time between the end of warm-up step `--warmup` and the
+last timed step, so model loading, tokenization and the first (slow) steps are excluded.
 """
 
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 RECIPE = ROOT / "training" / "recipes" / "gemma3-270m-cpu.yaml"
+VARIANTS = ("trl-defaults", "trl-knobs", "recipe")
+TARGETS = {"trl-defaults": 1.5, "trl-knobs": 1.2}
+"""Median tokens/s of the recipe over each plain-TRL variant that the recipe must reach."""
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 
 
-def write_subset(out_dir: Path, examples: int) -> Path:
-    """A `qa` folder whose train split is the sample's first `examples` train rows."""
-    from datasets import load_dataset
+def recipe_values() -> dict:
+    import yaml
 
-    from dataset_builder.__main__ import main as dataset_builder
-    from dataset_builder.gold import SAMPLE_DIR
-
-    build, full = out_dir / "build", out_dir / "full"
-    dataset_builder(["build", "--data-dir", str(SAMPLE_DIR), "--gold", "--configs", "qa", "--out", str(build)])
-    dataset_builder(["export", str(build), "--out", str(full)])
-    train = load_dataset(str(full), "qa", split="train").select(range(examples))
-    subset = out_dir / "subset"
-    (subset / "qa").mkdir(parents=True)
-    train.to_parquet(subset / "qa" / "train-00000-of-00001.parquet")
-    (subset / "README.md").write_text(
-        "---\nconfigs:\n- config_name: qa\n  data_files:\n  - split: train\n    path: qa/train-*.parquet\n---\n"
-    )
-    return subset
+    return yaml.safe_load(RECIPE.read_text())
 
 
-def run_baseline(dataset_dir: str, output_dir: str) -> dict:
-    from datasets import load_dataset
+def install_step_timer(times: list[tuple[float, int]]) -> None:
+    """Every Trainer built in this process records (wall time, input tokens seen) at the end of each step."""
+    from transformers import TrainerCallback, trainer
+
+    class StepTimer(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            times.append((time.perf_counter(), state.num_input_tokens_seen))
+
+    trainer.DEFAULT_CALLBACKS.append(StepTimer)
+
+
+def lora_config():
     from peft import LoraConfig
+
+    recipe = recipe_values()
+    return LoraConfig(
+        r=recipe["lora_r"],
+        lora_alpha=recipe["lora_alpha"],
+        lora_dropout=recipe["lora_dropout"],
+        target_modules=recipe["lora_target_modules"],
+        task_type="CAUSAL_LM",
+    )
+
+
+def run_plain_trl(variant: str, dataset_dir: str, output_dir: str, max_steps: int) -> None:
+    from datasets import load_dataset
     from trl import SFTConfig, SFTTrainer
 
-    from ko_radiology.models import model_path
+    from ko_radiology.models import cpu_training_dtype, model_path
     from ko_radiology.prompts import build_messages
 
     train = load_dataset(dataset_dir, "qa", split="train")
@@ -57,75 +79,113 @@ def run_baseline(dataset_dir: str, output_dir: str) -> dict:
         lambda row: {"messages": build_messages(row["report_ko"], row["instruction"], row["answer"])},
         remove_columns=train.column_names,
     )
-    args = SFTConfig(
-        output_dir=output_dir,
-        use_cpu=True,
-        bf16=False,
-        assistant_only_loss=True,
-        num_train_epochs=1,
-        save_strategy="no",
-        report_to="none",
-        seed=42,
-    )
-    lora = LoraConfig(
-        r=16, lora_alpha=32, lora_dropout=0.05, target_modules=recipe_target_modules(), task_type="CAUSAL_LM"
-    )
-    trainer = SFTTrainer(model=str(model_path("base")), args=args, train_dataset=train, peft_config=lora)
-    tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
-    return {"tokens": tokens, "train_runtime": trainer.train().metrics["train_runtime"]}
+    common = {"use_cpu": True, "bf16": False, "assistant_only_loss": True, "max_steps": max_steps}
+    common |= {"save_strategy": "no", "report_to": "none", "seed": 42, "include_num_input_tokens_seen": "non_padding"}
+    if variant == "trl-knobs":
+        recipe = recipe_values()
+        dtype = cpu_training_dtype() if recipe["dtype"] == "auto" else recipe["dtype"]
+        knobs = {key: recipe[key] for key in ("max_length", "packing", "packing_strategy", "gradient_checkpointing")}
+        knobs |= {key: recipe[key] for key in ("per_device_train_batch_size", "gradient_accumulation_steps")}
+        common |= knobs | {"padding_free": True, "model_init_kwargs": {"dtype": dtype}}
+    args = SFTConfig(output_dir=output_dir, **common)
+    SFTTrainer(model=str(model_path("base")), args=args, train_dataset=train, peft_config=lora_config()).train()
 
 
-def recipe_target_modules() -> list[str]:
-    import yaml
-
-    return yaml.safe_load(RECIPE.read_text())["lora_target_modules"]
-
-
-def run_recipe(dataset_dir: str, output_dir: str) -> dict:
+def run_recipe(dataset_dir: str, output_dir: str, max_steps: int) -> None:
     from training.sft import main, parse_args
 
-    overrides = ["--eval_strategy", "no", "--eval_on_start", "false", "--save_strategy", "no"]
-    args = ["--config", str(RECIPE), "--dataset_name", dataset_dir, "--output_dir", output_dir, *overrides]
-    trainer = main(*parse_args(args))
-    runtime = next(entry["train_runtime"] for entry in trainer.state.log_history if "train_runtime" in entry)
-    return {"tokens": sum(len(ids) for ids in trainer.train_dataset["input_ids"]), "train_runtime": runtime}
+    overrides = ["--eval_strategy", "no", "--save_strategy", "no", "--max_steps", str(max_steps)]
+    # The CLI takes only a boolean here; `true` counts every input token, all real ones with padding-free packing
+    overrides += ["--include_num_input_tokens_seen", "true"]
+    main(*parse_args(["--config", str(RECIPE), "--dataset_name", dataset_dir, "--output_dir", output_dir, *overrides]))
 
 
-def run_variant(variant: str, dataset_dir: str) -> None:
-    """Train one variant in this process and print its numbers as one JSON line."""
+def run_variant(variant: str, dataset_dir: str, warmup: int, steps: int) -> None:
+    """Train one variant in this process and print its steady-state numbers as one JSON line."""
+    times: list[tuple[float, int]] = []
+    install_step_timer(times)
     with tempfile.TemporaryDirectory() as output_dir:
-        result = (run_baseline if variant == "baseline" else run_recipe)(dataset_dir, output_dir)
-    result["tokens_per_s"] = result["tokens"] / result["train_runtime"]
-    result["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print("BENCH " + json.dumps({"variant": variant, **result}), flush=True)
+        if variant == "recipe":
+            run_recipe(dataset_dir, output_dir, warmup + steps)
+        else:
+            run_plain_trl(variant, dataset_dir, output_dir, warmup + steps)
+    (start, tokens_start), (end, tokens_end) = times[warmup - 1], times[-1]
+    result = {
+        "variant": variant,
+        "timed_steps": len(times) - warmup,
+        "tokens": tokens_end - tokens_start,
+        "seconds": end - start,
+        "tokens_per_s": (tokens_end - tokens_start) / (end - start),
+        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+    }
+    print("BENCH " + json.dumps(result), flush=True)
+
+
+def run_in_process(variant: str, dataset_dir: Path, args: argparse.Namespace) -> dict:
+    command = [sys.executable, __file__, "--variant", variant, "--dataset-dir", str(dataset_dir)]
+    command += ["--warmup", str(args.warmup), "--steps", str(args.steps)]
+    run = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    line = next((line for line in run.stdout.splitlines() if line.startswith("BENCH ")), None)
+    if run.returncode != 0 or line is None:
+        raise RuntimeError(f"{variant} failed ({run.returncode}):\n{run.stderr[-3000:]}")
+    return json.loads(line.removeprefix("BENCH "))
+
+
+def print_machine() -> None:
+    import os
+
+    from ko_radiology.models import cpu_flags, cpu_model_name, cpu_training_dtype
+
+    flags = cpu_flags()
+    shown = ", ".join(f"{flag} {'yes' if flag in flags else 'no'}" for flag in CPU_FLAGS)
+    recipe_dtype = recipe_values()["dtype"]
+    dtype = cpu_training_dtype() if recipe_dtype == "auto" else recipe_dtype
+    print(f"CPU: {cpu_model_name()}, {os.cpu_count()} cores; {shown}; recipe dtype {recipe_dtype} -> {dtype}")
+    print(f"load average before the run: {os.getloadavg()}")
+
+
+def summarize(results: dict[str, list[dict]]) -> None:
+    print("| variant | runs | tokens/s min / median / max | peak RSS GiB (max) |\n|---|---|---|---|")
+    medians = {}
+    for variant, runs in results.items():
+        rates = [run["tokens_per_s"] for run in runs]
+        medians[variant] = statistics.median(rates)
+        print(
+            f"| {variant} | {len(runs)} | {min(rates):.1f} / {medians[variant]:.1f} / {max(rates):.1f} "
+            f"| {max(run['peak_rss_gib'] for run in runs):.2f} |"
+        )
+    for baseline, target in TARGETS.items():
+        ratio = medians["recipe"] / medians[baseline]
+        verdict = "meets" if ratio >= target else "MISSES"
+        print(f"recipe / {baseline}: {ratio:.2f}x (median tokens/s; target >= {target:.2f}x: {verdict})")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--examples", type=int, default=16, help="train examples per variant")
-    parser.add_argument("--variant", choices=["baseline", "recipe"], help="run one variant in this process")
-    parser.add_argument("--dataset-dir", help="with --variant: the subset folder")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each variant")
+    parser.add_argument("--warmup", type=int, default=2, help="steps excluded from the timing")
+    parser.add_argument("--steps", type=int, default=6, help="timed steps per run")
+    parser.add_argument("--variant", choices=VARIANTS, help="run one variant in this process")
+    parser.add_argument("--dataset-dir", help="with --variant: the dataset folder")
     args = parser.parse_args()
+    if args.warmup < 1:
+        parser.error("--warmup must be at least 1: the first step's end is where the timing starts.")
     if args.variant:
-        run_variant(args.variant, args.dataset_dir)
+        run_variant(args.variant, args.dataset_dir, args.warmup, args.steps)
         return
-    results = {}
+    from training.data import export_gold_sample
+
+    print_machine()
+    results: dict[str, list[dict]] = {variant: [] for variant in VARIANTS}
     with tempfile.TemporaryDirectory() as tmp:
-        dataset_dir = write_subset(Path(tmp), args.examples)
-        for variant in ("baseline", "recipe"):
-            command = [sys.executable, __file__, "--variant", variant, "--dataset-dir", str(dataset_dir)]
-            output = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT).stdout
-            line = next(line for line in output.splitlines() if line.startswith("BENCH "))
-            results[variant] = json.loads(line.removeprefix("BENCH "))
-            print(results[variant], flush=True)
-    speedup = results["recipe"]["tokens_per_s"] / results["baseline"]["tokens_per_s"]
-    print("| variant | tokens | train s | tokens/s | peak RSS GiB |\n|---|---|---|---|---|")
-    for variant, result in results.items():
-        print(
-            f"| {variant} | {result['tokens']} | {result['train_runtime']:.1f} | {result['tokens_per_s']:.1f} "
-            f"| {result['peak_rss_gib']:.2f} |"
-        )
-    print(f"speedup: {speedup:.2f}x")
+        dataset_dir = export_gold_sample(Path(tmp))
+        for repeat in range(args.repeats):
+            order = VARIANTS[repeat % 3 :] + VARIANTS[: repeat % 3]
+            for variant in order:
+                result = run_in_process(variant, dataset_dir, args)
+                results[variant].append(result)
+                print(f"repeat {repeat + 1}: {json.dumps(result)}", flush=True)
+    summarize(results)
 
 
 if __name__ == "__main__":

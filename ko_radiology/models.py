@@ -126,6 +126,13 @@ def prepare_tiny_model(force: bool = False) -> Path:
     return replace_dir(folder, save)
 
 
+def looks_like_local_path(name: str) -> bool:
+    """A name meant as a local path rather than a Hub id (`org/name`): absolute, relative, home-based, deeper than
+    `org/name`, or under a folder that exists here (`out/hbu` when `out/` exists). Such a name that does not exist is
+    a typo to report at once, not a Hub id to wait on."""
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or Path(name.split("/")[0]).is_dir()
+
+
 def resolve_model(name_or_path: str | None) -> str:
     """The folder or Hub id to load: `embedded:base|tiny` map to the prepared folders; a missing folder fails here."""
     if not name_or_path:
@@ -137,13 +144,91 @@ def resolve_model(name_or_path: str | None) -> str:
                 f"{name_or_path} is not prepared ({folder} is missing). Run `python -m ko_radiology.models prepare`."
             )
         return str(folder)
-    looks_local = name_or_path.startswith(("/", ".", "~")) or name_or_path.count("/") > 1
+    looks_local = looks_like_local_path(name_or_path)
     if looks_local and not Path(name_or_path).expanduser().is_dir():
         raise FileNotFoundError(
             f"Base model folder {name_or_path} does not exist. Pass --model_name_or_path with a model folder, a Hub "
             "id such as Qwen/Qwen2.5-7B-Instruct, or embedded:base."
         )
     return str(Path(name_or_path).expanduser()) if looks_local else name_or_path
+
+
+NATIVE_BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+"""/proc/cpuinfo flags of CPUs that compute bf16 natively; elsewhere bf16 matmuls are emulated, slower than float32."""
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
+    """The feature flags of the first CPU listed in `cpuinfo` (empty where there is no such file, e.g. macOS)."""
+    if not cpuinfo.is_file():
+        return set()
+    for line in cpuinfo.read_text().splitlines():
+        if line.startswith("flags"):
+            return set(line.partition(":")[2].split())
+    return set()
+
+
+def cpu_model_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    import platform
+
+    return platform.processor() or "unknown CPU"
+
+
+def cpu_training_dtype(flags: set[str] | None = None) -> str:
+    """`bfloat16` where the CPU computes it natively (AMX or AVX512-BF16), `float32` where bf16 would be emulated."""
+    flags = cpu_flags() if flags is None else flags
+    return "bfloat16" if flags & set(NATIVE_BF16_CPU_FLAGS) else "float32"
+
+
+EMBEDDED_HUB_IDS = {"embedded:base": "google/gemma-3-270m"}
+"""The Hub id an adapter trained on an embedded model names as its base, so that it loads for anyone."""
+
+
+def local_base_for(hub_id: str) -> str:
+    """Where to load an adapter's base from: the embedded copy when the adapter's Hub id names an embedded model
+    prepared here (what it was trained on, and loadable offline), else the id itself."""
+    embedded = next((name for name, known in EMBEDDED_HUB_IDS.items() if known == hub_id), None)
+    if embedded and is_prepared(model_path(embedded.removeprefix(EMBEDDED_PREFIX))):
+        return resolve_model(embedded)
+    return hub_id
+
+
+def template_special_tokens(tokenizer) -> tuple[list[int], list[int]]:
+    """Special tokens the chat template writes: those that open a turn and those that close the assistant's answer.
+
+    Both come from rendering one exchange of `build_messages`; the closing ones are those after the answer text.
+    """
+    from ko_radiology.prompts import build_messages
+
+    special = {token_id for token_id, token in tokenizer.added_tokens_decoder.items() if token.special}
+    messages = build_messages("report", "question", "answer")
+    prompt = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, tokenize=True, return_dict=True)
+    full = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
+    after_answer = full[len(prompt["input_ids"]) :]
+    closing = list(dict.fromkeys(t for t in after_answer if t in special))
+    opening = list(dict.fromkeys(t for t in full if t in special and t not in closing))
+    return opening, closing
+
+
+def untrained_rows(embeddings, token_ids: list[int], min_cosine: float = 0.95, min_copies: int = 8) -> dict[int, int]:
+    """Tokens whose embedding row is a near-copy of at least `min_copies` other rows, with their number of copies.
+
+    Pretraining moves every row it sees; rows it never saw stay at their shared initialization (in Gemma 3 270M,
+    `<end_of_turn>` has cosine > 0.95 with about 6,000 other rows, a trained token with none). A model cannot learn to
+    emit such a token with a LoRA alone: its near-copies win as often as it does.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    with torch.no_grad():
+        queries = F.normalize(embeddings[token_ids].float(), dim=1)
+        copies = torch.zeros(len(token_ids), dtype=torch.long)
+        for block in embeddings.split(32768):
+            copies += (F.normalize(block.float(), dim=1) @ queries.T > min_cosine).sum(dim=0)
+    return {token_id: int(n) - 1 for token_id, n in zip(token_ids, copies, strict=True) if n - 1 >= min_copies}
 
 
 def require_chat_template(tokenizer, source: str | Path, fix: str = "Use an instruct/chat model.") -> None:

@@ -45,6 +45,9 @@ def test_layouts_vary_like_mimic():
     for extra in ("recommendations", "notification", "addendum"):
         assert sum(extra in report.sections for report in parsed) >= 1, extra
     assert sum("___" in path.read_text() for path in REPORTS) >= 50
+    texts = [path.read_text() for path in REPORTS]
+    assert sum("FINDINGS AND IMPRESSION:" in text for text in texts) >= 1
+    assert sum(re.search(r"^ (LUNGS|PLEURA|HEART|BONES|MEDIASTINUM):", text, re.M) is not None for text in texts) >= 2
 
 
 def test_translations_are_mostly_korean():
@@ -99,3 +102,17 @@ def test_sample_is_labelled_synthetic_and_licensed():
     assert "synthetic" in readme.lower() and "CC BY 4.0" in readme
     assert (SAMPLE_DIR / "LICENSE").is_file()
     assert read_jsonl(SAMPLE_DIR / "gold" / "qa.jsonl")
+
+
+def test_abbreviation_questions_name_only_abbreviations_their_korean_report_shows():
+    """The model is told to answer only from the report, so every abbreviation an 축약어 확장 question names or its
+    answer expands must appear in the Korean report it is shown (as a whole word: `AP` is not in `CAP`)."""
+    missing = []
+    for study_id, records in QA.items():
+        report = " ".join(TRANSLATIONS[study_id].values())
+        for record in (record for record in records if record["task"] == "축약어 확장"):
+            named = {word for word in re.findall(r"[A-Za-z]+(?:/[A-Za-z]+)*", record["instruction"]) if len(word) > 1}
+            for abbreviation in sorted(named | set(record["expanded_abbreviations"])):
+                if not re.search(rf"(?<![A-Za-z]){re.escape(abbreviation)}(?![A-Za-z])", report):
+                    missing.append(f"{record['id']}: {abbreviation}")
+    assert not missing, f"abbreviations absent from the Korean report: {missing}"

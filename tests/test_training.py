@@ -1,22 +1,34 @@
 """Training on the tiny random Gemma: the loss, the labels, the CLI, QLoRA, saving, resuming and the merged export."""
 
 import json
+import os
+import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import datasets
 import pytest
 import torch
 import yaml
-from peft import AutoPeftModelForCausalLM
+from huggingface_hub.utils import filter_repo_objects
+from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from ko_radiology.models import prepare_tiny_model
+from ko_radiology.generation import load_for_generation, stop_token_ids, to_answer
+from ko_radiology.models import EMBEDDED_HUB_IDS, prepare_tiny_model
 from ko_radiology.prompts import build_messages
+from training.check import loops
+from training.check import main as check
 from training.data import load_qa_splits, prepare_qa_split, tokenize_example
 from training.export import merge_adapter
-from training.sft import main, parse_args
+from training.sft import HUB_FILES, cli, main, parse_args
 from training.trainer import answer_only_loss
+
+TINY_HUB_ID = "org/tiny-gemma3"
+"""Stands in for `google/gemma-3-270m`: the Hub id the tiny model's adapters name as their base in these tests."""
 
 # A few short examples, two steps, no evaluation except where a test needs it: the whole file runs in about a minute.
 TINY_RECIPE = {
@@ -74,6 +86,7 @@ def trained(tmp_path_factory, gold_hub_folder, tiny_model_dir):
     flags += ["--push_to_hub", "--hub_model_id", "org/ko-radiology-tiny"]
     hub_calls = {}
     with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(EMBEDDED_HUB_IDS, "embedded:tiny", TINY_HUB_ID)
         patch.setattr("huggingface_hub.HfApi.create_repo", lambda self, repo_id, **kw: hub_calls.update(repo=repo_id))
         patch.setattr("huggingface_hub.HfApi.upload_folder", lambda self, **kw: hub_calls.update(upload=kw))
         trainer = train(recipe, gold_hub_folder, tmp / "out", *flags)
@@ -144,37 +157,92 @@ def test_overlong_examples_dropped_or_truncated_with_count(gold_hub_folder, toke
     assert "truncated" in capsys.readouterr().out
 
 
-def test_saved_adapter_loads_and_generates(trained):
+def test_saved_adapter_loads_and_generates(trained, tiny_model_dir, monkeypatch):
     _, output_dir, _ = trained
     assert {"adapter_config.json", "adapter_model.safetensors", "README.md", "chat_template.jinja"} <= {
         path.name for path in output_dir.iterdir()
     }
     card = (output_dir / "README.md").read_text()
     assert "Not a medical device" in card and "Validation loss, untuned base" in card and "| n/a |" not in card
+    assert "trained with Ko-Radiology-GPT's `training/sft.py` on the synthetic sample" in card
+    assert "machine-translated" not in card and "training.check" in card  # quality not measured yet: says how
     metadata = yaml.safe_load(card.split("---")[1])
     assert metadata["library_name"] == "peft" and "datasets" not in metadata  # trained on a local folder
-    model = AutoPeftModelForCausalLM.from_pretrained(output_dir)
-    tokenizer = AutoTokenizer.from_pretrained(output_dir)
+    assert metadata["base_model"] == TINY_HUB_ID and metadata["base_model_relation"] == "adapter"
+    # The adapter names its base by Hub id, never by a path here; loading maps that id back to the prepared copy
+    assert json.loads((output_dir / "adapter_config.json").read_text())["base_model_name_or_path"] == TINY_HUB_ID
+    monkeypatch.setitem(EMBEDDED_HUB_IDS, "embedded:tiny", TINY_HUB_ID)
+    model, tokenizer = load_for_generation(output_dir)
     inputs = tokenizer.apply_chat_template(
         build_messages("폐는 깨끗함.", "폐렴 소견이 있나요?"),
         add_generation_prompt=True,
         return_tensors="pt",
         return_dict=True,
     )
-    output = model.generate(**inputs, max_new_tokens=5, do_sample=False)
+    output = model.generate(**inputs, max_new_tokens=5, min_new_tokens=5, do_sample=False)
     assert output.shape[1] == inputs["input_ids"].shape[1] + 5
 
 
-def test_merged_export_matches_base_plus_adapter(trained, tmp_path):
+def test_merged_export_matches_base_plus_adapter(trained, tmp_path, tiny_model_dir, monkeypatch):
     _, output_dir, _ = trained
+    monkeypatch.setitem(EMBEDDED_HUB_IDS, "embedded:tiny", TINY_HUB_ID)
     merged_dir = merge_adapter(output_dir, tmp_path / "merged", dtype="float32")
-    peft_model = AutoPeftModelForCausalLM.from_pretrained(output_dir, dtype=torch.float32)
+    # What a user with only transformers + peft does, given the base explicitly (the Hub id is offline here)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    peft_model = PeftModel.from_pretrained(base, output_dir)
     merged = AutoModelForCausalLM.from_pretrained(merged_dir, dtype=torch.float32)
     input_ids = torch.randint(10, 1000, (1, 16))
     with torch.no_grad():
         expected, actual = peft_model(input_ids).logits, merged(input_ids).logits
     assert torch.allclose(expected, actual, atol=1e-4)
     assert AutoTokenizer.from_pretrained(merged_dir).chat_template
+    card = (merged_dir / "README.md").read_text()
+    metadata = yaml.safe_load(card.split("---")[1])
+    assert metadata["library_name"] == "transformers" and metadata["base_model_relation"] == "merge"
+    assert f'AutoModelForCausalLM.from_pretrained("{merged_dir}")' in card and "peft" not in card.split("```")[1]
+
+
+def test_export_of_a_bad_path_is_one_line(tmp_path, capsys):
+    from training.export import main as export
+
+    assert export([str(tmp_path / "no-adapter"), "--out", str(tmp_path / "merged")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "has no adapter_config.json" in err and not (tmp_path / "merged").exists()
+
+
+def test_quality_check_writes_its_numbers_and_the_card_shows_them(trained, gold_hub_folder, monkeypatch, capsys):
+    _, output_dir, _ = trained
+    monkeypatch.setitem(EMBEDDED_HUB_IDS, "embedded:tiny", TINY_HUB_ID)
+    args = [str(output_dir), "--split", "test", "--dataset", str(gold_hub_folder), "--limit", "4"]
+    args += ["--max-new-tokens", "6", "--batch-size", "3"]
+    assert check(args) == 0
+    printed = capsys.readouterr().out
+    quality = json.loads((output_dir / "quality.json").read_text())
+    assert quality["examples"] == 4 and quality["split"] == "test" and quality["max_new_tokens"] == 6
+    assert f"Stop rate: {quality['stop_rate']:.0%}" in printed and "chrf_pp:" in printed and "95% CI" in printed
+    low, high = quality["rouge_l_chars_difference_ci95"]
+    assert low <= quality["rouge_l_chars_difference"] <= high
+    assert len((output_dir / "quality_answers.jsonl").read_text().splitlines()) == 4
+    card = (output_dir / "README.md").read_text()
+    assert "Answers that end by themselves" in card and "| chrF++ vs gold |" in card
+    assert check(args) == 0  # the base's answers are a function of the base and the questions: cached
+    assert "Base answers from the cache" in capsys.readouterr().out
+
+
+def test_answer_is_cut_at_the_first_stop_token(tokenizer, tiny_model_dir):
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    stops = stop_token_ids(model, tokenizer)
+    assert tokenizer.convert_tokens_to_ids("<end_of_turn>") in stops and tokenizer.eos_token_id in stops
+    ids = tokenizer.encode("폐는 깨끗합니다.", add_special_tokens=False)
+    stopped = to_answer([*ids, stops[-1], tokenizer.pad_token_id], stops, tokenizer)
+    assert stopped.text == "폐는 깨끗합니다." and stopped.stopped and stopped.num_tokens == len(ids)
+    assert stopped.stop_token == tokenizer.convert_ids_to_tokens(stops[-1])
+    assert not to_answer(ids, stops, tokenizer).stopped
+
+
+def test_loop_is_a_word_4gram_three_times():
+    assert loops("폐는 깨끗합니다 그리고 심장은 " * 3)
+    assert not loops("폐는 깨끗합니다 그리고 심장은 " * 2)
 
 
 def test_resumes_from_last_checkpoint(trained, gold_hub_folder, tmp_path, capsys):
@@ -197,7 +265,13 @@ def test_push_to_hub_uploads_adapter_and_card(trained):
     _, output_dir, hub_calls = trained
     assert hub_calls["repo"] == "org/ko-radiology-tiny"
     assert hub_calls["upload"]["folder_path"] == str(output_dir)
-    assert {"adapter_model.safetensors", "README.md"} <= set(hub_calls["upload"]["allow_patterns"])
+    # Which files of the real output folder the upload selects (the same filter upload_folder applies)
+    files = [str(path.relative_to(output_dir)) for path in output_dir.rglob("*") if path.is_file()]
+    assert any(name.startswith("checkpoint-") for name in files)  # the run saved checkpoints ...
+    selected = set(filter_repo_objects(files, allow_patterns=hub_calls["upload"]["allow_patterns"]))
+    assert not any(name.startswith("checkpoint-") for name in selected)  # ... that are never uploaded
+    assert {"adapter_config.json", "adapter_model.safetensors", "README.md", "tokenizer.json"} <= selected
+    assert hub_calls["upload"]["allow_patterns"] == list(HUB_FILES)
 
 
 def write_split(folder: Path, rows: dict[str, list], splits=("train", "validation")) -> Path:
@@ -224,10 +298,31 @@ def test_bad_dataset_is_refused(tmp_path, monkeypatch, rows, message):
         train(recipe, folder, tmp_path / "out")
 
 
-def test_unknown_recipe_key_is_refused(tmp_path, gold_hub_folder):
+def test_unknown_recipe_key_is_refused(tmp_path, gold_hub_folder, capsys):
     recipe = write_recipe(tmp_path / "tiny.yaml", lora_rank=8)
-    with pytest.raises(ValueError, match="lora_rank.*fix its spelling"):
-        train(recipe, gold_hub_folder, tmp_path / "out")
+    assert cli(["--config", str(recipe), "--dataset_name", str(gold_hub_folder)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'lora_rank' (did you mean local_rank or lora_r?)" in err
+    assert "fix its spelling" in err
+    assert "fail_with_unknown_args" not in err
+
+
+def test_missing_recipe_is_one_line(tmp_path, capsys):
+    assert cli(["--config", str(tmp_path / "gemma.yml")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not exist. Pick one of training/recipes/*.yaml" in err
+
+
+def test_mistyped_local_dataset_fails_at_once(tmp_path, gold_hub_folder, capsys, monkeypatch):
+    """`out/hbu` for `out/hub`: a Hub id in form, but `out/` exists here, so it is a typo, not a Hub dataset."""
+    monkeypatch.chdir(gold_hub_folder.parent)
+    recipe = write_recipe(tmp_path / "tiny.yaml")
+    typo = f"{gold_hub_folder.name}/hbu"
+    started = time.monotonic()
+    assert cli(["--config", str(recipe), "--dataset_name", typo, "--output_dir", str(tmp_path / "out")]) == 2
+    assert time.monotonic() - started < 5
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"dataset_name {typo} looks like a local folder but does not exist" in err
 
 
 def test_missing_base_model_is_refused(tmp_path, gold_hub_folder):
@@ -247,3 +342,24 @@ def test_base_model_without_chat_template_is_refused(tmp_path, gold_hub_folder, 
     recipe = write_recipe(tmp_path / "tiny.yaml", model_name_or_path=str(model_dir))
     with pytest.raises(ValueError, match="has no chat template.*--chat_template_path"):
         train(recipe, gold_hub_folder, tmp_path / "out")
+
+
+def test_accelerate_launch_trains_on_two_cpu_processes(gold_hub_folder, tmp_path):
+    """The multi-process path the GPU recipes use, run as gloo DDP on two CPU processes (2 steps)."""
+    recipe = write_recipe(tmp_path / "tiny.yaml", max_steps=2, save_strategy="no")
+    accelerate = Path(sys.executable).parent / "accelerate"
+    # `--cpu` alone runs one process (accelerate's simple launcher); `--multi_gpu` without GPUs is torchrun + gloo
+    command = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1"]
+    command += ["--mixed_precision", "no", "--dynamo_backend", "no", "-m", "training.sft", "--config", str(recipe)]
+    command += ["--dataset_name", str(gold_hub_folder), "--output_dir", str(tmp_path / "out")]
+    command += ["--gradient_accumulation_steps", "2", "--log_level", "info"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    root = Path(__file__).parent.parent
+    run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, cwd=root)
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output[-3000:]
+    # per-device batch 1 x accumulation 2 x 2 processes, as the run prints it and as the Trainer logs it
+    assert "Effective batch: 1 per device x 2 accumulation x 2 processes = 4" in output, output[-3000:]
+    logged = re.search(r"Total train batch size \(w\. parallel, distributed & accumulation\) = (\d+)", output)
+    assert logged and logged.group(1) == "4", output[-3000:]
+    assert (tmp_path / "out" / "adapter_model.safetensors").is_file()

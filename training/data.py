@@ -5,6 +5,8 @@ model is trained on exactly the prompt the Space and eval send. Labels are -100 
 end-of-turn tokens the chat template puts after it, so the model learns to answer and to stop.
 """
 
+from pathlib import Path
+
 from datasets import Dataset, DatasetDict, load_dataset
 from transformers import PreTrainedTokenizerBase
 
@@ -113,3 +115,19 @@ def prepare_qa_split(
     if len(fitted) == 0:
         raise ValueError(f"{label} has no example left within max_length={max_length}. Raise --max_length.")
     return fitted
+
+
+def export_gold_sample(out_dir: Path) -> Path:
+    """Build the shipped sample with its gold QA and export it as a Hub folder under `out_dir` (offline, seconds);
+    what `--dataset` defaults to in the quality check and the bench."""
+    from dataset_builder.__main__ import main as dataset_builder
+    from dataset_builder.gold import SAMPLE_DIR
+
+    build, hub = Path(out_dir) / "build", Path(out_dir) / "hub"
+    for command in (
+        ["build", "--data-dir", str(SAMPLE_DIR), "--gold", "--configs", "qa", "--out", str(build)],
+        ["export", str(build), "--out", str(hub)],
+    ):
+        if dataset_builder(command) != 0:
+            raise RuntimeError(f"`python -m dataset_builder {' '.join(command)}` failed; see the lines above.")
+    return hub

@@ -5,48 +5,66 @@ python -m training.export runs/gemma3-270m-ko-radiology-lora --out runs/gemma3-2
 transformers serve runs/gemma3-270m-ko-radiology-merged
 ```
 
-The base is loaded unquantized even for a QLoRA adapter, so the merged weights are plain `--dtype` tensors. The folder
-is written next to `--out` and moved into place at the end, so an interrupted export leaves nothing half-written.
+The base is loaded unquantized even for a QLoRA adapter, so the merged weights are plain `--dtype` tensors; token rows
+the adapter carries (`trainable_token_indices`) are written into the embedding. The merged folder gets its own model
+card (and the adapter's quality numbers, which it shares). It is written next to `--out` and moved into place at the
+end, so an interrupted export leaves nothing half-written.
 """
 
 import argparse
+import shutil
+import sys
 from pathlib import Path
 
 import torch
-from peft import AutoPeftModelForCausalLM
-from transformers import AutoTokenizer
 
 from ko_radiology.atomic_io import replace_dir
+from ko_radiology.generation import is_adapter
+from ko_radiology.models import local_base_for
+from training.model_card import CARD_VALUES_FILE, QUALITY_FILE, render_saved_card
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
 def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, dtype: str = "bfloat16") -> Path:
-    """Load base + adapter from `adapter_dir`, merge, and save the plain model and its tokenizer to `out_dir`."""
+    """Load base + adapter from `adapter_dir`, merge, and save the plain model, tokenizer and card to `out_dir`."""
+    from peft import PeftConfig, PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
-    if not (adapter_dir / "adapter_config.json").is_file():
+    if not is_adapter(adapter_dir):
         raise FileNotFoundError(
             f"{adapter_dir} has no adapter_config.json. Pass the output_dir of `python -m training.sft`."
         )
-    model = AutoPeftModelForCausalLM.from_pretrained(adapter_dir, dtype=DTYPES[dtype])
-    merged = model.merge_and_unload()
+    base = local_base_for(PeftConfig.from_pretrained(adapter_dir).base_model_name_or_path)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=DTYPES[dtype])
+    merged = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
     tokenizer = AutoTokenizer.from_pretrained(adapter_dir)
 
     def save(tmp_dir: Path) -> None:
         merged.save_pretrained(tmp_dir)
         tokenizer.save_pretrained(tmp_dir)
+        for name in (CARD_VALUES_FILE, QUALITY_FILE):
+            if (adapter_dir / name).is_file():
+                shutil.copy2(adapter_dir / name, tmp_dir / name)
+        render_saved_card(tmp_dir, merged=True, model_name=out_dir.name, model_id=str(out_dir))
 
     return replace_dir(out_dir, save)
 
 
-def main(args: list[str] | None = None) -> None:
+def main(args: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("adapter", help="output_dir of training.sft (adapter_config.json, tokenizer)")
     parser.add_argument("--out", required=True, help="folder for the merged model")
     parser.add_argument("--dtype", default="bfloat16", choices=sorted(DTYPES), help="dtype of the merged weights")
     parsed = parser.parse_args(args)
-    print(f"Merged model written to {merge_adapter(parsed.adapter, parsed.out, parsed.dtype)}")
+    try:
+        print(f"Merged model written to {merge_adapter(parsed.adapter, parsed.out, parsed.dtype)}")
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

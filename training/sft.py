@@ -12,27 +12,61 @@ accelerate launch --config_file training/recipes/accelerate/ddp.yaml -m training
     --config training/recipes/qwen2.5-7b-instruct-qlora.yaml
 ```
 
-`--model_name_or_path embedded:base` is the Gemma 3 270M folder `python -m ko_radiology.models prepare` writes;
-`embedded:tiny` is the random two-layer test model. Reruns resume from the last checkpoint in `output_dir`.
+`--model_name_or_path embedded:base` is the Gemma 3 270M folder `python -m ko_radiology.models prepare` writes
+(`adapter_config.json` then names `google/gemma-3-270m`, its Hub id); `embedded:tiny` is the random two-layer test
+model. Chat-template tokens the base never learned are found and started from trained rows
+(`training/special_tokens.py`). `--dtype auto` on CPU picks bf16 only where the CPU computes it natively. Reruns
+resume from the last checkpoint in `output_dir`; `python -m training.check OUTPUT_DIR` measures the answers.
 """
 
+import dataclasses
+import difflib
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import AutoTokenizer, PreTrainedTokenizerBase, set_seed
+import torch
+import yaml
+from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase, set_seed
 from transformers.trainer_utils import get_last_checkpoint
-from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser, get_peft_config, get_quantization_config
+from trl import (
+    ModelConfig,
+    ScriptArguments,
+    SFTConfig,
+    TrlParser,
+    get_peft_config,
+    get_quantization_config,
+)
+from trl.trainer.utils import create_model_from_path
 
-from ko_radiology.models import require_chat_template, resolve_model
+from ko_radiology.models import (
+    EMBEDDED_HUB_IDS,
+    cpu_model_name,
+    cpu_training_dtype,
+    looks_like_local_path,
+    require_chat_template,
+    resolve_model,
+)
 from training.data import OVERLONG_POLICIES, load_qa_splits, prepare_qa_split
 from training.model_card import card_values, write_model_card
+from training.special_tokens import (
+    freeze_and_merge_token_rows,
+    initialize_untrained_template_tokens,
+    trainable_token_targets,
+)
 from training.trainer import AnswerOnlySFTTrainer
 
-EMBEDDED_HUB_IDS = {"embedded:base": "google/gemma-3-270m"}
-"""What the model card names as the base of an adapter trained on an embedded model."""
-HUB_FILES = ("adapter_config.json", "adapter_model.safetensors", "README.md", "tokenizer*", "chat_template.jinja")
+HUB_FILES = (
+    "adapter_config.json",
+    "adapter_model.safetensors",
+    "README.md",
+    "quality.json",
+    "tokenizer*",
+    "chat_template.jinja",
+)
+"""What `--push_to_hub` uploads from output_dir: never the checkpoints, the optimizer state or local bookkeeping."""
 
 
 @dataclass
@@ -54,6 +88,14 @@ class QAScriptArguments(ScriptArguments):
         metadata={"help": "Examples longer than max_length: 'drop' or 'truncate'.", "choices": OVERLONG_POLICIES},
     )
 
+    eval_max_examples: int | None = field(
+        default=None,
+        metadata={
+            "help": "Validate on the first N examples of the validation split only: a fixed subset, so the loss "
+            "stays comparable between runs at a fraction of the cost."
+        },
+    )
+
     def __post_init__(self):
         if self.overlong_policy not in OVERLONG_POLICIES:
             raise ValueError(f"overlong_policy must be one of {OVERLONG_POLICIES}, got {self.overlong_policy!r}.")
@@ -61,6 +103,11 @@ class QAScriptArguments(ScriptArguments):
             raise ValueError(
                 "dataset_name is not set. Pass --dataset_name with a folder from `python -m dataset_builder export` "
                 "or a Hub dataset id."
+            )
+        if looks_like_local_path(self.dataset_name) and not Path(self.dataset_name).expanduser().exists():
+            raise ValueError(
+                f"dataset_name {self.dataset_name} looks like a local folder but does not exist. Pass a folder from "
+                "`python -m dataset_builder export` (e.g. out/hub) or a Hub dataset id (org/name)."
             )
 
 
@@ -79,6 +126,41 @@ def load_chat_tokenizer(name_or_path: str, training_args: SFTConfig) -> PreTrain
         "(e.g. ko_radiology/chat_template.jinja for Gemma).",
     )
     return tokenizer
+
+
+def training_dtype(model_args: ModelConfig, training_args: SFTConfig) -> str:
+    """`--dtype auto` on CPU is chosen from the hardware (bf16 only where the CPU computes it natively); elsewhere
+    `auto` keeps the checkpoint's dtype, as in transformers."""
+    if model_args.dtype != "auto" or not (training_args.use_cpu or not torch.cuda.is_available()):
+        return model_args.dtype
+    dtype = cpu_training_dtype()
+    reason = "native bf16" if dtype == "bfloat16" else "no AMX or AVX512-BF16, so bf16 would be emulated"
+    print(f"dtype auto on {cpu_model_name()} ({reason}): training in {dtype}. Pass --dtype to choose.")
+    return dtype
+
+
+def load_base_model(base_model: str, model_args: ModelConfig, training_args: SFTConfig) -> PreTrainedModel:
+    """The base, loaded here rather than by the trainer so its untrained template tokens can be found and fixed
+    before peft wraps it. Arguments as TRL's `sft.py` passes them."""
+    quantization_config = get_quantization_config(model_args)
+    kwargs = {
+        "revision": model_args.model_revision,
+        "attn_implementation": model_args.attn_implementation,
+        "dtype": training_dtype(model_args, training_args),
+        "trust_remote_code": training_args.trust_remote_code,
+        "quantization_config": quantization_config,
+        **(training_args.model_init_kwargs or {}),
+    }
+    training_args.model_init_kwargs = None  # consumed here; the trainer warns when given both
+    return create_model_from_path(base_model, **kwargs)
+
+
+def hardware_label(trainer: AnswerOnlySFTTrainer) -> str:
+    """What the card's training time was measured on: the CPU model and its cores, or the accelerator."""
+    if trainer.args.use_cpu or not torch.cuda.is_available():
+        # A shared machine's load stretches the time: the card says how busy the CPU was
+        return f"{cpu_model_name()} ({os.cpu_count()} cores, 15-min load average {os.getloadavg()[2]:.1f} at the end)"
+    return f"{trainer.accelerator.num_processes} x {torch.cuda.get_device_name()}"
 
 
 def eval_losses(log_history: list[dict]) -> tuple[float | None, float | None]:
@@ -108,28 +190,41 @@ def main(script_args: QAScriptArguments, training_args: SFTConfig, model_args: M
     evaluate = training_args.eval_strategy != "no"
     splits = [script_args.dataset_train_split] + ([script_args.dataset_test_split] if evaluate else [])
     dataset = load_qa_splits(script_args.dataset_name, script_args.dataset_config, splits)
+    if evaluate and script_args.eval_max_examples:
+        validation = dataset[script_args.dataset_test_split]
+        dataset[script_args.dataset_test_split] = validation.select(
+            range(min(script_args.eval_max_examples, len(validation)))
+        )
     prepared = {
         split: prepare_qa_split(
             dataset[split], tokenizer, training_args.max_length, script_args.overlong_policy, f"split {split}"
         )
         for split in splits
     }
-    training_args.model_init_kwargs = {
-        "revision": model_args.model_revision,
-        "attn_implementation": model_args.attn_implementation,
-        "dtype": model_args.dtype,
-        **(training_args.model_init_kwargs or {}),
-    }
+    model = load_base_model(base_model, model_args, training_args)
+    peft_config = get_peft_config(model_args)
+    token_rows = initialize_untrained_template_tokens(model, tokenizer)
+    if token_rows and peft_config is not None:
+        peft_config.trainable_token_indices = trainable_token_targets(model, token_rows)
     # The adapter and card are uploaded once, at the end; the Trainer would otherwise push every checkpoint
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
     trainer = AnswerOnlySFTTrainer(
-        model=base_model,
+        model=model,
         args=training_args,
         train_dataset=prepared[script_args.dataset_train_split],
         eval_dataset=prepared[script_args.dataset_test_split] if evaluate else None,
         processing_class=tokenizer,
-        peft_config=get_peft_config(model_args),
-        quantization_config=get_quantization_config(model_args),
+        peft_config=peft_config,
+    )
+    freeze_and_merge_token_rows(trainer.model)
+    hub_base = EMBEDDED_HUB_IDS.get(model_args.model_name_or_path, base_model)
+    if peft_config is not None:  # adapter_config.json names the base by Hub id, never by a path on this machine
+        trainer.model.peft_config["default"].base_model_name_or_path = hub_base
+    per_device, accumulation = training_args.per_device_train_batch_size, training_args.gradient_accumulation_steps
+    processes = trainer.accelerator.num_processes
+    trainer.accelerator.print(
+        f"Effective batch: {per_device} per device x {accumulation} accumulation x {processes} processes = "
+        f"{per_device * accumulation * processes}"
     )
 
     checkpoint = training_args.resume_from_checkpoint
@@ -137,16 +232,27 @@ def main(script_args: QAScriptArguments, training_args: SFTConfig, model_args: M
         checkpoint = get_last_checkpoint(training_args.output_dir)
     if checkpoint is not None:
         trainer.accelerator.print(f"Resuming from {checkpoint}.")
+    started = time.perf_counter()
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
     if evaluate and trainer.state.log_history[-1].get("step") != trainer.state.global_step:
         trainer.evaluate()  # the last logged validation loss is the final adapter's
+    wall_s = time.perf_counter() - started
 
     trainer.save_model(training_args.output_dir)
     if trainer.accelerator.is_main_process:
         eval_before, eval_after = eval_losses(trainer.state.log_history)
         train_losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
         results = {
-            "base_model": EMBEDDED_HUB_IDS.get(model_args.model_name_or_path, model_args.model_name_or_path),
+            "base_model": hub_base,
+            "embedded_base": model_args.model_name_or_path in EMBEDDED_HUB_IDS,
+            "dtype": str(trainer.model.get_base_model().dtype).removeprefix("torch."),
+            "initialized_tokens": tokenizer.convert_ids_to_tokens(token_rows),
+            "wall_s": wall_s,
+            "hardware": hardware_label(trainer),
+            "steps": trainer.state.global_step,
+            "generators": sorted(set(dataset[script_args.dataset_train_split]["generator_model"]))
+            if "generator_model" in dataset[script_args.dataset_train_split].column_names
+            else [],
             "recipe": recipe,
             "train_examples": len(prepared[script_args.dataset_train_split]),
             "eval_examples": len(prepared[script_args.dataset_test_split]) if evaluate else 0,
@@ -169,23 +275,47 @@ def make_parser() -> TrlParser:
     return TrlParser((QAScriptArguments, SFTConfig, ModelConfig))
 
 
-def parse_args(args: list[str] | None = None) -> tuple[QAScriptArguments, SFTConfig, ModelConfig, str | None]:
-    """Parse `--config recipe.yaml` and flags (flags win); an unknown recipe key is an error that names it."""
-    args = list(sys.argv[1:] if args is None else args)
-    recipe = args[args.index("--config") + 1] if "--config" in args else None
-    if recipe is not None and not os.path.isfile(recipe):
+def check_recipe(recipe: str) -> None:
+    """Refuse a missing recipe, one that is no YAML mapping, or one with a key no dataclass has, naming the key."""
+    if not os.path.isfile(recipe):
         raise FileNotFoundError(f"Recipe {recipe} does not exist. Pick one of training/recipes/*.yaml.")
     try:
-        script_args, training_args, model_args = make_parser().parse_args_and_config(args)
-    except ValueError as error:
-        if "Unknown arguments from config file" in str(error):
-            raise ValueError(
-                f"{error} Recipe {recipe} has a key that is no field of ScriptArguments, SFTConfig or ModelConfig: "
-                "fix its spelling or remove it (`python -m training.sft --help` lists the fields)."
-            ) from error
-        raise
+        config = yaml.safe_load(Path(recipe).read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ValueError(f"Recipe {recipe} is not valid YAML: {str(error).splitlines()[0]}") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"Recipe {recipe} is not a YAML mapping of `field: value` lines.")
+    fields = {f.name for cls in (QAScriptArguments, SFTConfig, ModelConfig) for f in dataclasses.fields(cls)}
+    unknown = sorted(set(config) - fields - {"env"})  # TrlParser reads `env:` itself
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], fields, n=2)
+        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+        raise ValueError(
+            f"Recipe {recipe} has a key {unknown[0]!r}{hint} that is no field of ScriptArguments, SFTConfig or "
+            "ModelConfig: fix its spelling or remove it (`python -m training.sft --help` lists the fields)."
+        )
+
+
+def parse_args(args: list[str] | None = None) -> tuple[QAScriptArguments, SFTConfig, ModelConfig, str | None]:
+    """Parse `--config recipe.yaml` and flags (flags win); a bad recipe or flag value is an error that names it."""
+    args = list(sys.argv[1:] if args is None else args)
+    recipe = args[args.index("--config") + 1] if "--config" in args else None
+    if recipe is not None:
+        check_recipe(recipe)
+    script_args, training_args, model_args = make_parser().parse_args_and_config(args)
     return script_args, training_args, model_args, recipe
 
 
+def cli(args: list[str] | None = None) -> int:
+    """`python -m training.sft`: a wrong recipe, key or dataset path is one line on stderr, not a traceback."""
+    try:
+        parsed = parse_args(args)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    main(*parsed)
+    return 0
+
+
 if __name__ == "__main__":
-    main(*parse_args())
+    sys.exit(cli())

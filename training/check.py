@@ -1,0 +1,185 @@
+"""Would a user accept this model's answers? Stop rate, loops and overlap with the gold answers, against the base.
+
+```bash
+python -m training.check runs/gemma3-270m-ko-radiology-lora --split test                  # on the shipped sample
+python -m training.check runs/gemma3-270m-ko-radiology-merged --split test --dataset out/hub
+```
+
+Greedy decoding, at most `--max-new-tokens` (256), batched, on every row of the split; the untuned base answers the
+same prompts. Printed, and written to `quality.json` in the model folder (whose model card then shows it):
+
+- stop rate: answers that end with the end-of-turn token before the limit (target >= 90%);
+- looping answers: answers that repeat a word 4-gram 3 or more times (target 0);
+- chrF++ and character ROUGE-L against the gold answers, for the model and the base, with a paired bootstrap 95%
+  confidence interval of the difference (target: the whole interval above 0).
+
+The base's answers are cached (under `$KO_RADIOLOGY_CACHE/base_answers`): they never stop by themselves, so they are
+the slow half, and greedy decoding makes them the same on every run. `quality_answers.jsonl` holds every answer.
+"""
+
+import argparse
+import dataclasses
+import gc
+import hashlib
+import json
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+from ko_radiology.atomic_io import write_text_atomically
+from ko_radiology.generation import Answer, generate_answers, is_adapter, load_for_generation
+from ko_radiology.models import cache_dir, cpu_training_dtype, local_base_for, resolve_model
+from ko_radiology.reference_metrics import chrf_pp_scores, rouge_l_chars_scores
+from ko_radiology.statistics import paired_bootstrap
+from training.data import export_gold_sample, load_qa_splits
+from training.model_card import QUALITY_FILE, render_saved_card
+
+MIN_STOP_RATE = 0.9
+MAX_LOOPING = 0
+METRICS = {"chrf_pp": chrf_pp_scores, "rouge_l_chars": rouge_l_chars_scores}
+
+
+def loops(text: str, n: int = 4, times: int = 3) -> bool:
+    """True when some word n-gram occurs `times` or more times: the signature of a degenerate, repeating answer."""
+    words = text.split()
+    counts = Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
+    return any(count >= times for count in counts.values())
+
+
+def base_of(model_dir: str, base: str | None) -> str:
+    """The untuned model to compare with: `--base`, else the base an adapter names."""
+    if base is not None:
+        return resolve_model(base)
+    if not is_adapter(model_dir):
+        raise ValueError(f"{model_dir} is a merged model, which does not record its base. Pass --base embedded:base.")
+    from peft import PeftConfig
+
+    return local_base_for(PeftConfig.from_pretrained(model_dir).base_model_name_or_path)
+
+
+def answer_split(model_dir: str, questions: list[tuple[str, str]], args: argparse.Namespace) -> list[Answer]:
+    """Load, answer every question, free the model (two 270M models in float32 are 2 GB)."""
+    print(f"Answering {len(questions)} questions with {model_dir} ...", flush=True)
+    model, tokenizer = load_for_generation(model_dir, dtype=args.dtype)
+    answers = generate_answers(model, tokenizer, questions, args.max_new_tokens, args.batch_size)
+    del model
+    gc.collect()
+    return answers
+
+
+def base_answers(base: str, questions: list[tuple[str, str]], args: argparse.Namespace) -> list[Answer]:
+    """The untuned base's answers, cached: greedy decoding makes them a function of the base's files, the questions
+    and the decoding settings, and the base never stops by itself, so they are the slowest half of a check."""
+    files = sorted(Path(base).glob("*.safetensors")) if Path(base).is_dir() else []
+    fingerprint = [base, [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files], questions]
+    fingerprint += [args.max_new_tokens, args.dtype]
+    key = hashlib.sha256(json.dumps(fingerprint, ensure_ascii=False).encode()).hexdigest()[:16]
+    path = cache_dir() / "base_answers" / f"{key}.json"
+    if path.is_file():
+        print(f"Base answers from the cache ({path}).")
+        return [Answer(**answer) for answer in json.loads(path.read_text(encoding="utf-8"))]
+    answers = answer_split(base, questions, args)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomically(path, json.dumps([dataclasses.asdict(a) for a in answers], ensure_ascii=False))
+    return answers
+
+
+def quality(tuned: list[Answer], base: list[Answer], golds: list[str]) -> dict:
+    """The numbers of the module docstring as one flat dict, with the targets and whether each is met."""
+    result = {
+        "examples": len(golds),
+        "stop_rate": sum(answer.stopped for answer in tuned) / len(tuned),
+        "stop_tokens": dict(Counter(answer.stop_token for answer in tuned if answer.stopped)),
+        "base_stop_rate": sum(answer.stopped for answer in base) / len(base),
+        "looping": sum(loops(answer.text) for answer in tuned),
+        "base_looping": sum(loops(answer.text) for answer in base),
+    }
+    for name, scores in METRICS.items():
+        tuned_scores = scores([answer.text for answer in tuned], golds)
+        base_scores = scores([answer.text for answer in base], golds)
+        difference = paired_bootstrap(tuned_scores, base_scores)
+        result[name] = sum(tuned_scores) / len(tuned_scores)
+        result[f"base_{name}"] = sum(base_scores) / len(base_scores)
+        result[f"{name}_difference"] = difference.estimate
+        result[f"{name}_difference_ci95"] = [difference.low, difference.high]
+    result["meets_targets"] = (
+        result["stop_rate"] >= MIN_STOP_RATE
+        and result["looping"] <= MAX_LOOPING
+        and all(result[f"{name}_difference_ci95"][0] > 0 for name in METRICS)
+    )
+    return result
+
+
+def print_quality(result: dict) -> None:
+    print(f"\nExamples: {result['examples']}")
+    ended = ", ".join(f"{token} {count}" for token, count in result["stop_tokens"].items())
+    print(
+        f"Stop rate: {result['stop_rate']:.0%} ({ended or 'none'}; base {result['base_stop_rate']:.0%}; "
+        f"target >= {MIN_STOP_RATE:.0%})"
+    )
+    print(f"Looping answers: {result['looping']} (base {result['base_looping']}; target {MAX_LOOPING})")
+    for name in METRICS:
+        low, high = result[f"{name}_difference_ci95"]
+        print(
+            f"{name}: {result[name]:.3f} vs base {result[f'base_{name}']:.3f}, difference "
+            f"{result[f'{name}_difference']:+.3f} (95% CI {low:+.3f} to {high:+.3f}; target: above 0)"
+        )
+    print("All targets met." if result["meets_targets"] else "Some targets are NOT met.")
+
+
+def run_check(args: argparse.Namespace) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        dataset = args.dataset or str(export_gold_sample(Path(tmp)))
+        rows = load_qa_splits(dataset, "qa", [args.split])[args.split]
+        rows = rows.shuffle(seed=0).select(range(min(args.limit, len(rows)))) if args.limit else rows
+    questions = list(zip(rows["report_ko"], rows["instruction"], strict=True))
+    base = base_of(args.model, args.base)
+    tuned_answers = answer_split(args.model, questions, args)
+    untuned = base_answers(base, questions, args)
+    result = quality(tuned_answers, untuned, rows["answer"])
+    result.update(split=args.split, dataset=args.dataset or "the synthetic sample", base=base, subset=args.limit)
+    result["max_new_tokens"] = args.max_new_tokens
+    answers = [
+        {"instruction": q, "gold": gold, "answer": t.text, "stopped": t.stopped, "base_answer": b.text}
+        for (_, q), gold, t, b in zip(questions, rows["answer"], tuned_answers, untuned, strict=True)
+    ]
+    model_dir = Path(args.model)
+    write_text_atomically(model_dir / QUALITY_FILE, json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    write_text_atomically(
+        model_dir / "quality_answers.jsonl", "".join(json.dumps(a, ensure_ascii=False) + "\n" for a in answers)
+    )
+    render_saved_card(model_dir)
+    return result
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", help="an adapter folder (training.sft) or a merged one (training.export)")
+    parser.add_argument("--split", default="test", help="split of the qa config to answer")
+    parser.add_argument("--dataset", help="a `dataset_builder export` folder or Hub id (default: the sample)")
+    parser.add_argument("--base", help="the untuned model to compare with (default: the adapter's base)")
+    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--limit", type=int, help="answer N rows only, a fixed random subset (seed 0)")
+    parser.add_argument("--dtype", default=cpu_training_dtype(), choices=["float32", "bfloat16"])
+    args = parser.parse_args(argv)
+    if not Path(args.model).is_dir():
+        parser.error(f"{args.model} is not a folder. Pass the output_dir of training.sft or of training.export.")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        result = run_check(args)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print_quality(result)
+    print(f"Written to {Path(args.model) / QUALITY_FILE}.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
