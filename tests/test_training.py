@@ -210,6 +210,19 @@ def test_export_of_a_bad_path_is_one_line(tmp_path, capsys):
     assert err.count("\n") == 1 and "has no adapter_config.json" in err and not (tmp_path / "merged").exists()
 
 
+def test_export_never_replaces_a_folder_that_is_not_a_model(trained, tmp_path, capsys):
+    from training.export import main as export
+
+    _, output_dir, _ = trained
+    users_folder = tmp_path / "home"
+    users_folder.mkdir()
+    (users_folder / "thesis.tex").write_text("years of work")
+    assert export([str(output_dir), "--out", str(users_folder)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a model folder" in err
+    assert (users_folder / "thesis.tex").read_text() == "years of work"
+
+
 def test_quality_check_writes_its_numbers_and_the_card_shows_them(trained, gold_hub_folder, monkeypatch, capsys):
     _, output_dir, _ = trained
     monkeypatch.setitem(EMBEDDED_HUB_IDS, "embedded:tiny", TINY_HUB_ID)

@@ -26,12 +26,25 @@ from training.model_card import CARD_VALUES_FILE, QUALITY_FILE, render_saved_car
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
+def check_out_dir(out_dir: Path) -> None:
+    """The export replaces `out_dir` whole, so it must be new, empty or an earlier model folder (`config.json`), never
+    a folder of the user's (`--out ~`) or the adapter itself."""
+    if out_dir.is_file():
+        raise ValueError(f"--out {out_dir} is a file; pass a folder for the merged model.")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "config.json").is_file():
+        raise ValueError(
+            f"--out {out_dir} holds files that are not a model folder; the export replaces the whole folder. "
+            "Pass a new folder (e.g. runs/gemma3-270m-ko-radiology-merged)."
+        )
+
+
 def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, dtype: str = "bfloat16") -> Path:
     """Load base + adapter from `adapter_dir`, merge, and save the plain model, tokenizer and card to `out_dir`."""
     from peft import PeftConfig, PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
+    check_out_dir(out_dir)
     if not is_adapter(adapter_dir):
         raise FileNotFoundError(
             f"{adapter_dir} has no adapter_config.json. Pass the output_dir of `python -m training.sft`."
