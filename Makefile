@@ -117,6 +117,9 @@ JUDGE_URL := $(filter-out local stand-in,$(JUDGE))
 JUDGE_SERVER := $(if $(filter local,$(JUDGE)),--model $(JUDGE_LOCAL_MODEL) --dtype float32,--stand-in-judge)
 JUDGE_MODEL ?= {model}
 JUDGE_NAME := $(if $(JUDGE_URL),$(JUDGE_MODEL),$(JUDGE))
+JUDGE_LABEL := $(if $(JUDGE_URL),$(JUDGE_MODEL) at $(JUDGE_URL),$(if $(filter local,$(JUDGE)),$(JUDGE_LOCAL_MODEL) \
+	served locally,eval.stand_in_judge (text rules, no LLM)) - a local stand-in for GPT-4 that tests the pipeline, \
+	not clinical quality)
 ifeq ($(JUDGE_NAME),{model})
 $(error JUDGE=$(JUDGE) needs JUDGE_MODEL=the model name that endpoint serves)
 endif
@@ -170,4 +173,4 @@ $(RUN)/judge-$(JUDGE_NAME)/scored-%.csv: $(RUN)/answers.csv
 	    --cache-path $(@D)/llm_cache.sqlite --judge-base-url {endpoint} --judge-model $(JUDGE_MODEL) $(JUDGE_FLAGS))
 
 $(REPORT)/report.md: $(foreach criterion,$(CRITERIA),$(RUN)/judge-$(JUDGE_NAME)/scored-$(criterion).csv)
-	$(PYTHON) -m eval.report $^ --out $(@D)
+	$(PYTHON) -m eval.report $^ --out $(@D) --judge "$(JUDGE_LABEL)"

@@ -2,7 +2,7 @@
 
     python -m eval.compare --input questions.csv --out answers.csv \\
         --model base=embedded:base \\
-        --model tuned=runs/gemma3-270m-ko-radiology-lora \\
+        --model tuned=out/gemma3-270m-ko-radiology-lora \\
         --model served=http://127.0.0.1:8000/v1#ko-radiology
 
 `--input` is a CSV with `report` and `question` columns (and `reference`, `id` if you have them), or a dataset folder
@@ -44,7 +44,6 @@ class CompareOptions:
     limit: int | None = field(default=None, metadata={"help": "Ask only the first N questions."})
     max_new_tokens: int = field(default=256, metadata={"help": "Most tokens per answer."})
     batch_size: int = field(default=8, metadata={"help": "Questions per generate() call for local models."})
-    chunk_size: int = field(default=32, metadata={"help": "Local answers between two writes of --out."})
 
 
 @dataclass(frozen=True)
@@ -61,7 +60,7 @@ class ModelSpec:
 def parse_model_spec(spec: str) -> ModelSpec:
     name, sep, target = spec.partition("=")
     if not sep or not target or not _NAME.fullmatch(name):
-        raise ValueError(f"--model {spec!r} is not NAME=TARGET (NAME of letters, digits, _.-), e.g. tuned=runs/lora.")
+        raise ValueError(f"--model {spec!r} is not NAME=TARGET (NAME of letters, digits, _.-), e.g. tuned=out/lora.")
     if target.startswith(("http://", "https://")):
         url, _, served = target.partition("#")
         return ModelSpec(name, url, served or name)
@@ -112,20 +111,18 @@ def ask_endpoint(spec: ModelSpec, table: pd.DataFrame, todo: list[int], options:
 
 
 def ask_local(spec: ModelSpec, table: pd.DataFrame, todo: list[int], options: CompareOptions) -> None:
-    """Greedy answers from an adapter or merged folder, written to `--out` after every chunk."""
-    from ko_radiology.generation import generate_answers, is_adapter, load_for_generation
+    """Greedy answers from an adapter or merged folder. They are cached per question as each batch is generated
+    (`ko_radiology.answer_cache`): an interrupted run resumes there, and answers `training.check` already generated
+    cost nothing."""
+    from ko_radiology.answer_cache import cached_answers
+    from ko_radiology.generation import is_adapter
     from ko_radiology.models import resolve_model
 
     path = spec.target if is_adapter(spec.target) else resolve_model(spec.target)
-    model, tokenizer = load_for_generation(path)
-    for start in range(0, len(todo), options.chunk_size):
-        chunk = todo[start : start + options.chunk_size]
-        questions = [(table.at[i, REPORT], table.at[i, QUESTION]) for i in chunk]
-        answers = generate_answers(model, tokenizer, questions, options.max_new_tokens, options.batch_size)
-        for i, answer in zip(chunk, answers, strict=True):
-            table.at[i, spec.name + ANSWER_SUFFIX] = answer.text
-        write_table(table, options.out)
-        print(f"{spec.name}: {start + len(chunk)}/{len(todo)} answered", flush=True)
+    questions = [(table.at[i, REPORT], table.at[i, QUESTION]) for i in todo]
+    answers = cached_answers(path, questions, options.max_new_tokens, options.batch_size)
+    for i, answer in zip(todo, answers, strict=True):
+        table.at[i, spec.name + ANSWER_SUFFIX] = answer.text
 
 
 def run(options: CompareOptions, endpoint) -> int:

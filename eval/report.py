@@ -141,7 +141,7 @@ def plot(results: list[CriterionScores], summaries: dict[tuple[str, str], ScoreS
     plt.close(figure)
 
 
-def build_report(paths: list[str], out_dir: Path) -> Path:
+def build_report(paths: list[str], out_dir: Path, judge: str | None = None) -> Path:
     results = [read_scores(path) for path in paths]
     if len({r.criterion for r in results}) != len(results):
         raise ValueError("Two inputs score the same criterion; pass one scored CSV per criterion.")
@@ -157,6 +157,7 @@ def build_report(paths: list[str], out_dir: Path) -> Path:
     text = "\n\n".join(
         [
             "# Judge scores",
+            f"Judge: {judge or 'not named (pass --judge to eval.report)'}.",
             "Mean 1-4 score [95% bootstrap CI] of the judged answers; failed judgements are counted, not scored.",
             means_table(results, summaries),
             "## Paired comparisons (questions both models were scored on)",
@@ -171,9 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("scored", nargs="+", help="scored CSVs from eval.judge, one per criterion")
     parser.add_argument("--out", type=Path, required=True, help="folder for report.md and scores.png")
+    parser.add_argument("--judge", help="who judged, as the report should say (e.g. 'gpt-4o-2024-08-06, OpenAI')")
     args = parser.parse_args(argv)
     try:
-        path = build_report(args.scored, args.out)
+        path = build_report(args.scored, args.out, args.judge)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,6 +1,6 @@
 """Local batched generation with a fine-tuned model: an adapter folder or a merged one, prompted in the one format.
 
-    model, tokenizer = load_for_generation("runs/gemma3-270m-ko-radiology-lora")
+    model, tokenizer = load_for_generation("out/gemma3-270m-ko-radiology-lora")
     answers = generate_answers(model, tokenizer, [(report_ko, "이 검사에서 폐렴 소견이 있나요?")])
     answers[0].text, answers[0].stopped
 
@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from ko_radiology.models import (
     load_model_and_tokenizer,
@@ -74,7 +73,6 @@ def generate_answers(
     questions: list[tuple[str, str]],
     max_new_tokens: int = 256,
     batch_size: int = 8,
-    progress: bool = True,
 ) -> list[Answer]:
     """Greedy answers to `(report, instruction)` pairs, in their order; batches group prompts of similar length."""
     stops = stop_token_ids(model, tokenizer)
@@ -85,7 +83,7 @@ def generate_answers(
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     answers: dict[int, Answer] = {}
     tokenizer.padding_side = "left"
-    for start in tqdm(range(0, len(order), batch_size), desc="Generating", disable=not progress):
+    for start in range(0, len(order), batch_size):
         batch = order[start : start + batch_size]
         # The rendered template already starts with <bos>; the tokenizer must not add a second one
         inputs = tokenizer([prompts[i] for i in batch], padding=True, add_special_tokens=False, return_tensors="pt")

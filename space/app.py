@@ -1,7 +1,7 @@
 """Ko-Radiology-GPT Space: paste a chest X-ray report, ask about it in Korean, read the answer as it streams.
 
 ```bash
-KO_RADIOLOGY_ENDPOINT=http://127.0.0.1:8000/v1 KO_RADIOLOGY_MODEL=runs/merged python space/app.py   # a local server
+KO_RADIOLOGY_ENDPOINT=http://127.0.0.1:8000/v1 KO_RADIOLOGY_MODEL=out/merged python space/app.py   # a local server
 KO_RADIOLOGY_BACKEND=local KO_RADIOLOGY_MODEL=embedded:base python space/app.py                     # no server
 ```
 

@@ -1,8 +1,8 @@
 """Chat about one report in the terminal, with the Space's prompt format, history and backends.
 
 ```bash
-python -m space.chat --report report.txt --endpoint http://127.0.0.1:8000/v1 --model runs/merged   # a server
-python -m space.chat --report report.txt --model runs/gemma3-270m-ko-radiology-lora                # in-process
+python -m space.chat --report report.txt --endpoint http://127.0.0.1:8000/v1 --model out/merged   # a server
+python -m space.chat --report report.txt --model out/gemma3-270m-ko-radiology-lora                # in-process
 ```
 
 Answers stream as they are generated; every question carries the conversation so far. An empty line asks nothing;

@@ -142,6 +142,7 @@ def test_make_pipeline_runs_every_stage_then_redoes_nothing(out_dir):
     report = Path(re.search(r"judge report \(judge: stand-in\): (\S+report\.md)", output).group(1))
     table = report.read_text()
     assert "| base |" in table and "| fine-tuned |" in table and "accuracy" in table
+    assert "Judge: eval.stand_in_judge (text rules, no LLM) - a local stand-in for GPT-4" in table
     assert (report.parent / "scores.png").stat().st_size > 0
     quality = Path(re.search(r"against the gold answers: (\S+quality\.json)", output).group(1))
     assert '"chrf_pp"' in quality.read_text()

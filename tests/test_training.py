@@ -22,7 +22,7 @@ from ko_radiology.models import EMBEDDED_HUB_IDS, prepare_tiny_model
 from ko_radiology.prompts import build_messages
 from training.check import loops
 from training.check import main as check
-from training.data import load_qa_splits, prepare_qa_split, tokenize_example
+from training.data import load_qa_splits, prepare_qa_split, tokenize_conversation, tokenize_example
 from training.export import merge_adapter
 from training.sft import HUB_FILES, cli, main, parse_args
 from training.trainer import answer_only_loss
@@ -135,6 +135,35 @@ def test_labels_keep_only_the_answer(gold_hub_folder, tokenizer):
     assert labels[len(prompt) :].tolist() == answer
 
 
+def test_conversation_per_report_labels_every_answer_and_reads_the_report_once(gold_hub_folder, tokenizer):
+    split = load_qa_splits(str(gold_hub_folder), "qa", ["train"])["train"]
+    grouped = prepare_qa_split(split, tokenizer, None, "drop", "train", conversations=True)
+    single = prepare_qa_split(split, tokenizer, None, "drop", "train")
+    reports = len(set(split["report_ko"]))
+    assert len(grouped) == reports < len(single)
+    supervised = [sum(label != -100 for label in labels) for labels in grouped["labels"]]
+    assert sum(supervised) == sum(sum(label != -100 for label in labels) for labels in single["labels"])
+    assert sum(map(len, grouped["input_ids"])) < 0.5 * sum(map(len, single["input_ids"]))
+
+    report = split[0]["report_ko"]
+    turns = [(row["instruction"], row["answer"]) for row in split if row["report_ko"] == report][:3]
+    tokens = tokenize_conversation(report, turns, tokenizer)
+    learned = tokenizer.decode(
+        [token for token, label in zip(tokens["input_ids"], tokens["labels"], strict=True) if label != -100]
+    )
+    for question, answer in turns:
+        assert answer.strip() in learned and question.strip() not in learned
+    assert learned.count("<end_of_turn>") == 3 and tokenizer.decode(tokens["input_ids"]).count(report.strip()) == 1
+
+
+def test_conversations_longer_than_max_length_are_split_by_turns(gold_hub_folder, tokenizer):
+    split = load_qa_splits(str(gold_hub_folder), "qa", ["train"])["train"]
+    grouped = prepare_qa_split(split, tokenizer, None, "drop", "train", conversations=True)
+    max_length = sorted(map(len, grouped["input_ids"]))[len(grouped) // 2]
+    fitted = prepare_qa_split(split, tokenizer, max_length, "drop", "train", conversations=True)
+    assert len(fitted) > len(grouped) and all(len(ids) <= max_length for ids in fitted["input_ids"])
+
+
 def test_loss_is_taken_on_answer_positions_only(tiny_model_dir):
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
     input_ids = torch.randint(10, 1000, (2, 12))
@@ -238,8 +267,8 @@ def test_quality_check_writes_its_numbers_and_the_card_shows_them(trained, gold_
     assert len((output_dir / "quality_answers.jsonl").read_text().splitlines()) == 4
     card = (output_dir / "README.md").read_text()
     assert "Answers that end by themselves" in card and "| chrF++ vs gold |" in card
-    assert check(args) == 0  # the base's answers are a function of the base and the questions: cached
-    assert "Base answers from the cache" in capsys.readouterr().out
+    assert check(args) == 0  # greedy answers are a function of the model files and the questions: cached
+    assert capsys.readouterr().out.count("All 4 answers of") == 2
 
 
 def test_answer_is_cut_at_the_first_stop_token(tokenizer, tiny_model_dir):

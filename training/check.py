@@ -1,8 +1,8 @@
 """Would a user accept this model's answers? Stop rate, loops and overlap with the gold answers, against the base.
 
 ```bash
-python -m training.check runs/gemma3-270m-ko-radiology-lora --split test                  # on the shipped sample
-python -m training.check runs/gemma3-270m-ko-radiology-merged --split test --dataset out/hub
+python -m training.check out/gemma3-270m-ko-radiology-lora --split test                  # on the shipped sample
+python -m training.check out/gemma3-270m-ko-radiology-merged --split test --dataset out/hub
 ```
 
 Greedy decoding, at most `--max-new-tokens` (256), batched, on every row of the split; the untuned base answers the
@@ -13,23 +13,21 @@ same prompts. Printed, and written to `quality.json` in the model folder (whose 
 - chrF++ and character ROUGE-L against the gold answers, for the model and the base, with a paired bootstrap 95%
   confidence interval of the difference (target: the whole interval above 0).
 
-The base's answers are cached (under `$KO_RADIOLOGY_CACHE/base_answers`): they never stop by themselves, so they are
-the slow half, and greedy decoding makes them the same on every run. `quality_answers.jsonl` holds every answer.
+Answers are cached per question (`ko_radiology.answer_cache`): the base's, which never stop by themselves and are the
+slow half, are generated once for every check and `eval.compare` run. `quality_answers.jsonl` holds every answer.
 """
 
 import argparse
-import dataclasses
-import gc
-import hashlib
 import json
 import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
 
+from ko_radiology.answer_cache import cached_answers
 from ko_radiology.atomic_io import write_text_atomically
-from ko_radiology.generation import Answer, generate_answers, is_adapter, load_for_generation
-from ko_radiology.models import cache_dir, cpu_training_dtype, local_base_for, resolve_model
+from ko_radiology.generation import Answer, is_adapter
+from ko_radiology.models import cpu_training_dtype, local_base_for, resolve_model
 from ko_radiology.reference_metrics import chrf_pp_scores, rouge_l_chars_scores
 from ko_radiology.statistics import paired_bootstrap
 from training.data import export_gold_sample, load_qa_splits
@@ -56,33 +54,6 @@ def base_of(model_dir: str, base: str | None) -> str:
     from peft import PeftConfig
 
     return local_base_for(PeftConfig.from_pretrained(model_dir).base_model_name_or_path)
-
-
-def answer_split(model_dir: str, questions: list[tuple[str, str]], args: argparse.Namespace) -> list[Answer]:
-    """Load, answer every question, free the model (two 270M models in float32 are 2 GB)."""
-    print(f"Answering {len(questions)} questions with {model_dir} ...", flush=True)
-    model, tokenizer = load_for_generation(model_dir, dtype=args.dtype)
-    answers = generate_answers(model, tokenizer, questions, args.max_new_tokens, args.batch_size)
-    del model
-    gc.collect()
-    return answers
-
-
-def base_answers(base: str, questions: list[tuple[str, str]], args: argparse.Namespace) -> list[Answer]:
-    """The untuned base's answers, cached: greedy decoding makes them a function of the base's files, the questions
-    and the decoding settings, and the base never stops by itself, so they are the slowest half of a check."""
-    files = sorted(Path(base).glob("*.safetensors")) if Path(base).is_dir() else []
-    fingerprint = [base, [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files], questions]
-    fingerprint += [args.max_new_tokens, args.dtype]
-    key = hashlib.sha256(json.dumps(fingerprint, ensure_ascii=False).encode()).hexdigest()[:16]
-    path = cache_dir() / "base_answers" / f"{key}.json"
-    if path.is_file():
-        print(f"Base answers from the cache ({path}).")
-        return [Answer(**answer) for answer in json.loads(path.read_text(encoding="utf-8"))]
-    answers = answer_split(base, questions, args)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomically(path, json.dumps([dataclasses.asdict(a) for a in answers], ensure_ascii=False))
-    return answers
 
 
 def quality(tuned: list[Answer], base: list[Answer], golds: list[str]) -> dict:
@@ -135,8 +106,10 @@ def run_check(args: argparse.Namespace) -> dict:
         rows = rows.shuffle(seed=0).select(range(min(args.limit, len(rows)))) if args.limit else rows
     questions = list(zip(rows["report_ko"], rows["instruction"], strict=True))
     base = base_of(args.model, args.base)
-    tuned_answers = answer_split(args.model, questions, args)
-    untuned = base_answers(base, questions, args)
+    tuned_answers, untuned = (
+        cached_answers(model, questions, args.max_new_tokens, args.batch_size, args.dtype)
+        for model in (args.model, base)
+    )
     result = quality(tuned_answers, untuned, rows["answer"])
     result.update(split=args.split, dataset=args.dataset or "the synthetic sample", base=base, subset=args.limit)
     result["max_new_tokens"] = args.max_new_tokens

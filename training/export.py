@@ -1,8 +1,8 @@
 """Merge a LoRA adapter into its base model, for servers that take plain weights (`transformers serve`, vLLM).
 
 ```bash
-python -m training.export runs/gemma3-270m-ko-radiology-lora --out runs/gemma3-270m-ko-radiology-merged
-transformers serve runs/gemma3-270m-ko-radiology-merged
+python -m training.export out/gemma3-270m-ko-radiology-lora --out out/gemma3-270m-ko-radiology-merged
+transformers serve out/gemma3-270m-ko-radiology-merged
 ```
 
 The base is loaded unquantized even for a QLoRA adapter, so the merged weights are plain `--dtype` tensors; token rows
@@ -34,7 +34,7 @@ def check_out_dir(out_dir: Path) -> None:
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "config.json").is_file():
         raise ValueError(
             f"--out {out_dir} holds files that are not a model folder; the export replaces the whole folder. "
-            "Pass a new folder (e.g. runs/gemma3-270m-ko-radiology-merged)."
+            "Pass a new folder (e.g. out/gemma3-270m-ko-radiology-merged)."
         )
 
 

@@ -77,6 +77,9 @@ class QAScriptArguments(ScriptArguments):
         overlong_policy (`str`, *optional*, defaults to `"drop"`):
             What to do with examples longer than `max_length`: `"drop"` them or `"truncate"` them (keeping the
             start; an example whose whole answer is cut is dropped). Either way the count is printed.
+        group_by_report (`bool`, *optional*, defaults to `False`):
+            Train on each report's questions as one multi-turn chat (the report read once, not once per question);
+            validation stays one question per example, the format eval asks in.
     """
 
     dataset_config: str | None = field(default="qa", metadata={"help": "Dataset config to load (`qa`)."})
@@ -87,7 +90,10 @@ class QAScriptArguments(ScriptArguments):
         default="drop",
         metadata={"help": "Examples longer than max_length: 'drop' or 'truncate'.", "choices": OVERLONG_POLICIES},
     )
-
+    group_by_report: bool = field(
+        default=False,
+        metadata={"help": "Train on each report's questions as one multi-turn chat instead of one chat per question."},
+    )
     eval_max_examples: int | None = field(
         default=None,
         metadata={
@@ -197,7 +203,12 @@ def main(script_args: QAScriptArguments, training_args: SFTConfig, model_args: M
         )
     prepared = {
         split: prepare_qa_split(
-            dataset[split], tokenizer, training_args.max_length, script_args.overlong_policy, f"split {split}"
+            dataset[split],
+            tokenizer,
+            training_args.max_length,
+            script_args.overlong_policy,
+            f"split {split}",
+            conversations=script_args.group_by_report and split == script_args.dataset_train_split,
         )
         for split in splits
     }

@@ -45,7 +45,7 @@ class LLMClientConfig:
     backoff_max_s: float = field(default=60.0, metadata={"help": "Longest backoff between two attempts."})
     timeout_s: float = field(default=120.0, metadata={"help": "Total time one attempt may take."})
     cache_path: str = field(
-        default="runs/llm_cache.sqlite", metadata={"help": "SQLite file of cached responses and the cost ledger."}
+        default="out/llm_cache.sqlite", metadata={"help": "SQLite file of cached responses and the cost ledger."}
     )
     input_price_per_1m: float = field(default=0.0, metadata={"help": "USD per million input tokens."})
     output_price_per_1m: float = field(default=0.0, metadata={"help": "USD per million output tokens."})
