@@ -8,7 +8,8 @@
 `--input` is a CSV with `report` and `question` columns (and `reference`, `id` if you have them), or a dataset folder
 (`load_dataset(DIR, "qa")`, the builder's Hub folder; `--split test` by default). A target is an OpenAI-compatible
 base URL (the model name it serves after `#`, default NAME), an adapter folder, a merged model folder or
-`embedded:base`. Resumable: rows that already have an answer are kept, and the file is rewritten after each chunk.
+`embedded:base`. Resumable: rows that already have an answer are kept; a local model's answers are cached per
+question as each batch is generated (`ko_radiology.answer_cache`), an endpoint's in the LLM client's cache.
 """
 
 import re

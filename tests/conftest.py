@@ -14,12 +14,8 @@ The server answers one request at a time on CPU; keep `max_tokens` small (a few 
 the tests before that one run.
 """
 
-import os
 import socket
-import subprocess
-import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +25,7 @@ import pytest
 from dataset_builder.__main__ import main as dataset_builder
 from dataset_builder.gold import SAMPLE_DIR
 from ko_radiology.models import is_prepared, model_path
+from space.demo import Service, model_server, start, stop, wait_ready
 
 SERVER_START_TIMEOUT_S = 180
 
@@ -53,24 +50,7 @@ class TinyServer:
     log_path: Path
 
 
-@dataclass
-class ServerProcess:
-    process: subprocess.Popen
-    root: str
-    model: str
-    log_path: Path
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-_LAUNCHED = pytest.StashKey[ServerProcess]()
+_LAUNCHED = pytest.StashKey[Service]()
 
 
 def free_port() -> int:
@@ -79,34 +59,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def launch_tiny_server() -> ServerProcess:
-    """Start `transformers serve <tiny folder>` on a free loopback port without waiting for it."""
-    folder = model_path("tiny")
-    port = free_port()
-    log_path = Path(tempfile.mkdtemp(prefix="tiny_server-")) / "serve.log"
-    command = [sys.executable, "-m", "transformers.cli.transformers", "serve", str(folder)]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--device", "cpu", "--log-level", "warning"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    with log_path.open("w") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-    return ServerProcess(process, f"http://127.0.0.1:{port}", str(folder), log_path)
+def launch_model_server(folder: Path, log_dir: Path, **env: str) -> Service:
+    """`transformers serve` of a model folder on a free loopback port, started as `make demo` starts it (its own
+    process group, stopped with its children), without waiting for it."""
+    server = model_server(str(folder), free_port(), log_dir, dtype="float32")
+    server.env.update(env)
+    start(server)
+    return server
 
 
-def wait_until_healthy(server: ServerProcess) -> None:
-    """Poll `/health` (`/v1/models` scans the Hub cache and answers 500 when there is none, so it is no probe)."""
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            log = server.log_path.read_text()[-3000:]
-            raise RuntimeError(f"transformers serve exited with {server.process.returncode}:\n{log}")
-        try:
-            if httpx.get(f"{server.root}/health", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    log = server.log_path.read_text()[-3000:]
-    raise RuntimeError(f"transformers serve not healthy after {SERVER_START_TIMEOUT_S}s:\n{log}")
+def openai_url(server: Service) -> str:
+    return server.ready_url.removesuffix("/health") + "/v1"
+
+
+def launch_tiny_server() -> Service:
+    return launch_model_server(model_path("tiny"), Path(tempfile.mkdtemp(prefix="tiny_server-")), OMP_NUM_THREADS="1")
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -117,7 +84,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     if (server := config.stash.get(_LAUNCHED, None)) is not None:
-        server.stop()
+        stop(server)
 
 
 @pytest.fixture(scope="session")
@@ -128,9 +95,9 @@ def tiny_server(pytestconfig):
     if (server := pytestconfig.stash.get(_LAUNCHED, None)) is None:
         server = pytestconfig.stash[_LAUNCHED] = launch_tiny_server()
     try:
-        wait_until_healthy(server)
-        warmup = {"model": server.model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
-        httpx.post(f"{server.root}/v1/chat/completions", json=warmup, timeout=60).raise_for_status()
-        yield TinyServer(base_url=f"{server.root}/v1", model=server.model, log_path=server.log_path)
+        wait_ready(server, SERVER_START_TIMEOUT_S)
+        warmup = {"model": str(model_path("tiny")), "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+        httpx.post(f"{openai_url(server)}/chat/completions", json=warmup, timeout=60).raise_for_status()
+        yield TinyServer(base_url=openai_url(server), model=str(model_path("tiny")), log_path=server.log_path)
     finally:
-        server.stop()
+        stop(server)

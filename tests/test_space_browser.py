@@ -5,8 +5,6 @@ Chromium comes from apt (`make setup` installs it as root); Playwright never dow
 """
 
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,8 +12,9 @@ import pytest
 
 from ko_radiology.models import is_prepared, model_path
 from space.config import SpaceConfig
+from space.demo import stop, wait_ready
 from space.examples import sample_examples
-from tests.conftest import ServerProcess, free_port, wait_until_healthy
+from tests.conftest import SERVER_START_TIMEOUT_S, launch_model_server, openai_url
 from tests.space_apps import answers, ask, client, running_app
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -39,22 +38,17 @@ def base_server(tmp_path_factory):
     folder = model_path("base")
     if not is_prepared(folder):
         pytest.fail(f"The base model is not prepared at {folder}; run `make setup` first.")
-    port, log_path = free_port(), tmp_path_factory.mktemp("base_server") / "serve.log"
-    command = [sys.executable, "-m", "transformers.cli.transformers", "serve", str(folder), "--host", "127.0.0.1"]
-    command += ["--port", str(port), "--device", "cpu", "--dtype", "float32", "--log-level", "warning"]
-    with log_path.open("w") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    server = ServerProcess(process, f"http://127.0.0.1:{port}", str(folder), log_path)
+    server = launch_model_server(folder, tmp_path_factory.mktemp("base_server"))
     try:
-        wait_until_healthy(server)
+        wait_ready(server, SERVER_START_TIMEOUT_S)
         yield server
     finally:
-        server.stop()
+        stop(server)
 
 
 @pytest.fixture(scope="module")
 def base_app(base_server):
-    config = SpaceConfig(endpoint=f"{base_server.root}/v1", model=base_server.model, timeout_s=120)
+    config = SpaceConfig(endpoint=openai_url(base_server), model=str(model_path("base")), timeout_s=120)
     with running_app(config) as url:
         yield url
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from ko_radiology.answer_cache import cached_answers
 from ko_radiology.atomic_io import write_text_atomically
 from ko_radiology.generation import Answer, is_adapter
-from ko_radiology.models import cpu_training_dtype, local_base_for, resolve_model
+from ko_radiology.models import EMBEDDED_HUB_IDS, cpu_training_dtype, local_base_for, resolve_model
 from ko_radiology.reference_metrics import chrf_pp_scores, rouge_l_chars_scores
 from ko_radiology.statistics import paired_bootstrap
 from training.data import export_gold_sample, load_qa_splits
@@ -46,14 +46,15 @@ def loops(text: str, n: int = 4, times: int = 3) -> bool:
 
 
 def base_of(model_dir: str, base: str | None) -> str:
-    """The untuned model to compare with: `--base`, else the base an adapter names."""
+    """The untuned model to compare with, by the name a reader of `quality.json` can use: `--base` (an embedded model
+    by its Hub id), else the Hub id an adapter names."""
     if base is not None:
-        return resolve_model(base)
+        return EMBEDDED_HUB_IDS.get(base, base)
     if not is_adapter(model_dir):
         raise ValueError(f"{model_dir} is a merged model, which does not record its base. Pass --base embedded:base.")
     from peft import PeftConfig
 
-    return local_base_for(PeftConfig.from_pretrained(model_dir).base_model_name_or_path)
+    return PeftConfig.from_pretrained(model_dir).base_model_name_or_path
 
 
 def quality(tuned: list[Answer], base: list[Answer], golds: list[str]) -> dict:
@@ -108,7 +109,7 @@ def run_check(args: argparse.Namespace) -> dict:
     base = base_of(args.model, args.base)
     tuned_answers, untuned = (
         cached_answers(model, questions, args.max_new_tokens, args.batch_size, args.dtype)
-        for model in (args.model, base)
+        for model in (args.model, local_base_for(base) if args.base is None else resolve_model(args.base))
     )
     result = quality(tuned_answers, untuned, rows["answer"])
     result.update(split=args.split, dataset=args.dataset or "the synthetic sample", base=base, subset=args.limit)

@@ -69,6 +69,7 @@ def card_values(
         "train_split": script_args.dataset_train_split,
         "eval_split": script_args.dataset_test_split,
         "train_examples": results["train_examples"],
+        "train_chats": results.get("train_chats"),
         "eval_examples": results["eval_examples"],
         "recipe": results.get("recipe") or "command-line flags",
         "quantized": bool(model_args.load_in_4bit or model_args.load_in_8bit),

@@ -265,7 +265,8 @@ def main(script_args: QAScriptArguments, training_args: SFTConfig, model_args: M
             if "generator_model" in dataset[script_args.dataset_train_split].column_names
             else [],
             "recipe": recipe,
-            "train_examples": len(prepared[script_args.dataset_train_split]),
+            "train_examples": len(dataset[script_args.dataset_train_split]),
+            "train_chats": len(prepared[script_args.dataset_train_split]) if script_args.group_by_report else None,
             "eval_examples": len(prepared[script_args.dataset_test_split]) if evaluate else 0,
             "train_loss": train_losses[-1] if train_losses else train_result.training_loss,
             "eval_loss_before": eval_before,
