@@ -26,12 +26,13 @@ sys.path.append(str(REPO))  # appended, so PYTHONPATH can name another checkout
 import httpx  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
-from ko_radiology.models import cpu_model_name  # noqa: E402
+from ko_radiology.models import cpu_model_name, model_path  # noqa: E402
 from ko_radiology.prompts import SYSTEM_PROMPT, build_messages  # noqa: E402
 from space.backends import EndpointBackend  # noqa: E402
 from space.config import GenerationSettings, SpaceConfig  # noqa: E402
+from space.demo import stop, wait_ready  # noqa: E402
 from space.examples import sample_examples  # noqa: E402
-from tests.conftest import launch_tiny_server, wait_until_healthy  # noqa: E402
+from tests.conftest import SERVER_START_TIMEOUT_S, launch_tiny_server, openai_url  # noqa: E402
 from tests.space_apps import answers, app_process, ask, client, visitors_in_queue  # noqa: E402
 
 TTFT_TARGET = 0.10
@@ -171,18 +172,18 @@ def main() -> int:
     args = parser.parse_args()
     print(f"CPU: {cpu_model_name()}, {os.cpu_count()} cores; load average before: {os.getloadavg()[0]:.1f}")
     report = sample_examples()[0].report
-    server = launch_tiny_server()
+    server, model = launch_tiny_server(), str(model_path("tiny"))
     try:
-        wait_until_healthy(server)
-        env = {"KO_RADIOLOGY_ENDPOINT": f"{server.root}/v1", "KO_RADIOLOGY_MODEL": server.model}
+        wait_ready(server, SERVER_START_TIMEOUT_S)
+        env = {"KO_RADIOLOGY_ENDPOINT": openai_url(server), "KO_RADIOLOGY_MODEL": model}
         env["KO_RADIOLOGY_CONCURRENCY_LIMIT"] = "1"
         with app_process(REPO / "space", env) as url:
-            backend = EndpointBackend(SpaceConfig(endpoint=f"{server.root}/v1", model=server.model))
-            tokenizer = AutoTokenizer.from_pretrained(server.model)
+            backend = EndpointBackend(SpaceConfig(endpoint=openai_url(server), model=model))
+            tokenizer = AutoTokenizer.from_pretrained(model)
             figures = compare(url, backend, report, args.rounds, args.max_new_tokens, tokenizer)
             figures += queue_order(url, report, args.max_new_tokens)
     finally:
-        server.stop()
+        stop(server)
     print(f"load average after: {os.getloadavg()[0]:.1f}")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))

@@ -83,8 +83,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    if (server := config.stash.get(_LAUNCHED, None)) is not None:
-        stop(server)
+    if (server := config.stash.get(_LAUNCHED, None)) is not None and server.process.poll() is None:
+        stop(server)  # launched at collection, but no test that needs it ran
 
 
 @pytest.fixture(scope="session")
