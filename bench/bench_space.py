@@ -1,9 +1,11 @@
 """What the Space costs on top of the model server: time to first token (TTFT) and tokens/s through the app
 (gradio_client, as a browser tab) versus the same request straight to the server, then 4 visitors at once.
 
-    python bench/bench_space.py [--rounds 8] [--max-new-tokens 64]
+    python bench/bench_space.py [--model base|tiny] [--rounds 8] [--max-new-tokens 64]
 
-One `transformers serve` of the tiny model and one `python space/app.py` in front of it, both on loopback. Each round
+One `transformers serve` of the embedded base (Gemma 3 270M, the model the demo serves; `--model tiny` for the random
+two-layer test model) and one `python space/app.py` in front of it, both on loopback. The app's cost is a fixed few
+tens of milliseconds, so it is measured against a real model's TTFT, not a toy's. Each round
 runs both paths in alternating order with the same greedy request (same messages, same parameters, same answer), so
 drift in machine load hits both. Targets: the app adds at most 10% to TTFT and loses at most 5% of tokens/s; 4
 simultaneous visitors are all served, in queue order. The machine is shared: the numbers carry its load average.
@@ -15,6 +17,7 @@ import json
 import os
 import statistics
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -32,7 +35,7 @@ from space.backends import EndpointBackend  # noqa: E402
 from space.config import GenerationSettings, SpaceConfig  # noqa: E402
 from space.demo import stop, wait_ready  # noqa: E402
 from space.examples import sample_examples  # noqa: E402
-from tests.conftest import SERVER_START_TIMEOUT_S, launch_tiny_server, openai_url  # noqa: E402
+from tests.conftest import SERVER_START_TIMEOUT_S, launch_model_server, openai_url  # noqa: E402
 from tests.space_apps import answers, app_process, ask, client, visitors_in_queue  # noqa: E402
 
 TTFT_TARGET = 0.10
@@ -166,13 +169,16 @@ def figure(name: str, value, unit: str, target: str, met: bool | None) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=["base", "tiny"], default="base", help="embedded model to serve")
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--json", type=Path, help="also write the figures here (for bench/run_all.py)")
     args = parser.parse_args()
-    print(f"CPU: {cpu_model_name()}, {os.cpu_count()} cores; load average before: {os.getloadavg()[0]:.1f}")
+    model = str(model_path(args.model))
+    load = os.getloadavg()[0]
+    print(f"CPU: {cpu_model_name()}, {os.cpu_count()} cores; load average before: {load:.1f}; model: {model}")
     report = sample_examples()[0].report
-    server, model = launch_tiny_server(), str(model_path("tiny"))
+    server = launch_model_server(Path(model), Path(tempfile.mkdtemp(prefix="bench_space-")))
     try:
         wait_ready(server, SERVER_START_TIMEOUT_S)
         env = {"KO_RADIOLOGY_ENDPOINT": openai_url(server), "KO_RADIOLOGY_MODEL": model}

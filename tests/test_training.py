@@ -22,7 +22,13 @@ from ko_radiology.models import EMBEDDED_HUB_IDS, prepare_tiny_model
 from ko_radiology.prompts import build_messages
 from training.check import loops
 from training.check import main as check
-from training.data import load_qa_splits, prepare_qa_split, tokenize_conversation, tokenize_example
+from training.data import (
+    group_by_report,
+    load_qa_splits,
+    prepare_qa_split,
+    tokenize_conversation,
+    tokenize_example,
+)
 from training.export import merge_adapter
 from training.sft import HUB_FILES, cli, main, parse_args
 from training.trainer import answer_only_loss
@@ -154,6 +160,17 @@ def test_conversation_per_report_labels_every_answer_and_reads_the_report_once(g
     for question, answer in turns:
         assert answer.strip() in learned and question.strip() not in learned
     assert learned.count("<end_of_turn>") == 3 and tokenizer.decode(tokens["input_ids"]).count(report.strip()) == 1
+
+
+def test_conversation_turns_are_shuffled_per_report_so_every_task_is_sometimes_the_first_question(gold_hub_folder):
+    split = load_qa_splits(str(gold_hub_folder), "qa", ["train"])["train"]
+    task_of = dict(zip(split["instruction"], split["task"], strict=True))
+    in_order, shuffled = group_by_report(split), group_by_report(split, seed=42)
+    assert shuffled == group_by_report(split, seed=42)
+    assert [report for report, _ in shuffled] == [report for report, _ in in_order]
+    assert all(sorted(a) == sorted(b) for (_, a), (_, b) in zip(in_order, shuffled, strict=True))
+    assert {task_of[turns[0][0]] for _, turns in in_order} == {"질문 답변"}  # the dataset lists questions first
+    assert {task_of[turns[0][0]] for _, turns in shuffled} == set(split["task"])
 
 
 def test_conversations_longer_than_max_length_are_split_by_turns(gold_hub_folder, tokenizer):

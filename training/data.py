@@ -5,6 +5,7 @@ model is trained on exactly the prompt the Space and eval send. Labels are -100 
 end-of-turn tokens the chat template puts after them, so the model learns to answer and to stop.
 """
 
+import random
 from pathlib import Path
 
 from datasets import Dataset, DatasetDict, load_dataset
@@ -84,11 +85,20 @@ def tokenize_example(example: dict, tokenizer: PreTrainedTokenizerBase) -> dict:
     return tokenize_conversation(example["report_ko"], [(example["instruction"], example["answer"])], tokenizer)
 
 
-def group_by_report(split: Dataset) -> list[tuple[str, list[tuple[str, str]]]]:
-    """The rows' questions gathered per report, reports and questions in the order they first appear."""
+def group_by_report(split: Dataset, seed: int | None = None) -> list[tuple[str, list[tuple[str, str]]]]:
+    """The rows' questions gathered per report, reports in the order they first appear.
+
+    With `seed`, each report's questions are shuffled. A dataset lists them by task (questions first, summaries
+    last), so in that order a summary or a plain-language explanation is only ever a follow-up and never learned as
+    the first question, which is how `training.check`, `eval` and a new Space visitor ask it.
+    """
     turns: dict[str, list[tuple[str, str]]] = {}
     for report, question, answer in zip(split["report_ko"], split["instruction"], split["answer"], strict=True):
         turns.setdefault(report, []).append((question, answer))
+    if seed is not None:
+        shuffle = random.Random(seed).shuffle
+        for questions in turns.values():
+            shuffle(questions)
     return list(turns.items())
 
 
@@ -139,18 +149,20 @@ def prepare_qa_split(
     policy: str,
     label: str,
     conversations: bool = False,
+    seed: int | None = None,
 ) -> Dataset:
     """A split as `input_ids` and `labels` columns, ready for the trainer (which then skips its own formatting).
 
     With `conversations`, the questions about one report become the turns of one chat: the report is then read
     once instead of once per question, which cuts the tokens of the sample's train split by 2.6x for the same
-    answers, and teaches the follow-up format the Space uses.
+    answers, and teaches the follow-up format the Space uses. `seed` shuffles each chat's questions
+    (`group_by_report`).
     """
     if conversations:
         tokenized = Dataset.from_list(
             [
                 tokens
-                for report, turns in group_by_report(split)
+                for report, turns in group_by_report(split, seed)
                 for tokens in tokenize_conversations(report, turns, tokenizer, max_length)
             ]
         )

@@ -78,8 +78,9 @@ class QAScriptArguments(ScriptArguments):
             What to do with examples longer than `max_length`: `"drop"` them or `"truncate"` them (keeping the
             start; an example whose whole answer is cut is dropped). Either way the count is printed.
         group_by_report (`bool`, *optional*, defaults to `False`):
-            Train on each report's questions as one multi-turn chat (the report read once, not once per question);
-            validation stays one question per example, the format eval asks in.
+            Train on each report's questions as one multi-turn chat (the report read once, not once per question),
+            in an order shuffled with `--seed` so that every task is sometimes the first question; validation stays
+            one question per example, the format eval asks in.
     """
 
     dataset_config: str | None = field(default="qa", metadata={"help": "Dataset config to load (`qa`)."})
@@ -209,6 +210,7 @@ def main(script_args: QAScriptArguments, training_args: SFTConfig, model_args: M
             script_args.overlong_policy,
             f"split {split}",
             conversations=script_args.group_by_report and split == script_args.dataset_train_split,
+            seed=training_args.seed,
         )
         for split in splits
     }
