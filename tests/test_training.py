@@ -278,6 +278,7 @@ def test_quality_check_writes_its_numbers_and_the_card_shows_them(trained, gold_
     printed = capsys.readouterr().out
     quality = json.loads((output_dir / "quality.json").read_text())
     assert quality["examples"] == 4 and quality["split"] == "test" and quality["max_new_tokens"] == 6
+    assert quality["dataset"] == "the synthetic sample"  # named as the card names it, not by a path on this machine
     assert f"Stop rate: {quality['stop_rate']:.0%}" in printed and "chrf_pp:" in printed and "95% CI" in printed
     low, high = quality["rouge_l_chars_difference_ci95"]
     assert low <= quality["rouge_l_chars_difference"] <= high

@@ -31,7 +31,7 @@ from ko_radiology.models import EMBEDDED_HUB_IDS, cpu_training_dtype, local_base
 from ko_radiology.reference_metrics import chrf_pp_scores, rouge_l_chars_scores
 from ko_radiology.statistics import paired_bootstrap
 from training.data import export_gold_sample, load_qa_splits
-from training.model_card import QUALITY_FILE, render_saved_card
+from training.model_card import QUALITY_FILE, dataset_label, render_saved_card
 
 MIN_STOP_RATE = 0.9
 MAX_LOOPING = 0
@@ -105,6 +105,8 @@ def run_check(args: argparse.Namespace) -> dict:
         dataset = args.dataset or str(export_gold_sample(Path(tmp)))
         rows = load_qa_splits(dataset, "qa", [args.split])[args.split]
         rows = rows.shuffle(seed=0).select(range(min(args.limit, len(rows)))) if args.limit else rows
+        generators = set(rows["generator_model"]) if "generator_model" in rows.column_names else set()
+        dataset_name, _ = dataset_label(dataset, generators)  # as the card names it, never a path on this machine
     questions = list(zip(rows["report_ko"], rows["instruction"], strict=True))
     base = base_of(args.model, args.base)
     tuned_answers, untuned = (
@@ -112,7 +114,7 @@ def run_check(args: argparse.Namespace) -> dict:
         for model in (args.model, local_base_for(base) if args.base is None else resolve_model(args.base))
     )
     result = quality(tuned_answers, untuned, rows["answer"])
-    result.update(split=args.split, dataset=args.dataset or "the synthetic sample", base=base, subset=args.limit)
+    result.update(split=args.split, dataset=dataset_name, base=base, subset=args.limit)
     result["max_new_tokens"] = args.max_new_tokens
     answers = [
         {"instruction": q, "gold": gold, "answer": t.text, "stopped": t.stopped, "base_answer": b.text}
