@@ -33,6 +33,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from ko_radiology.cpu_blas import load_mkl_vendor_shim  # noqa: E402
+
+MKL_SHIM = load_mkl_vendor_shim()  # every variant alike, before torch (ko_radiology/cpu_blas.py)
 RECIPE = ROOT / "training" / "recipes" / "gemma3-270m-cpu.yaml"
 VARIANTS = ("trl-defaults", "trl-knobs", "recipe")
 TARGETS = {"trl-defaults": 1.5, "trl-knobs": 1.2}
@@ -137,10 +141,11 @@ def run_variant(variant: str, dataset_dir: str, warmup: int, timed_tokens: int) 
     print("BENCH " + json.dumps(result), flush=True)
 
 
-def run_in_process(variant: str, dataset_dir: Path, args: argparse.Namespace) -> dict:
+def run_in_process(variant: str, dataset_dir: Path, args: argparse.Namespace, env: dict | None = None) -> dict:
+    """Run one variant in a fresh process (with `env`, when given) and return its figures."""
     command = [sys.executable, __file__, "--variant", variant, "--dataset-dir", str(dataset_dir)]
     command += ["--warmup", str(args.warmup), "--timed-tokens", str(args.timed_tokens)]
-    run = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    run = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
     line = next((line for line in run.stdout.splitlines() if line.startswith("BENCH ")), None)
     if run.returncode != 0 or line is None:
         raise RuntimeError(f"{variant} failed ({run.returncode}):\n{run.stderr[-3000:]}")
@@ -157,6 +162,8 @@ def print_machine() -> None:
     recipe_dtype = recipe_values()["dtype"]
     dtype = cpu_training_dtype() if recipe_dtype == "auto" else recipe_dtype
     print(f"CPU: {cpu_model_name()}, {os.cpu_count()} cores; {shown}; recipe dtype {recipe_dtype} -> {dtype}")
+    if MKL_SHIM:
+        print(f"{MKL_SHIM} (every variant alike)")
     print(f"load average before the run: {os.getloadavg()}")
 
 

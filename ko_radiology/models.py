@@ -157,24 +157,29 @@ NATIVE_BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 """/proc/cpuinfo flags of CPUs that compute bf16 natively; elsewhere bf16 matmuls are emulated, slower than float32."""
 
 
+def cpuinfo_field(name: str, cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
+    """Field `name` of the first CPU listed in `cpuinfo` (None where there is no such file, e.g. macOS)."""
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.partition(":")[0].strip() == name:
+                return line.partition(":")[2].strip()
+    return None
+
+
 def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
-    """The feature flags of the first CPU listed in `cpuinfo` (empty where there is no such file, e.g. macOS)."""
-    if not cpuinfo.is_file():
-        return set()
-    for line in cpuinfo.read_text().splitlines():
-        if line.startswith("flags"):
-            return set(line.partition(":")[2].split())
-    return set()
+    """The feature flags of the first CPU (empty where they are not listed)."""
+    return set((cpuinfo_field("flags", cpuinfo) or "").split())
 
 
 def cpu_model_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
     import platform
 
-    return platform.processor() or "unknown CPU"
+    return cpuinfo_field("model name", cpuinfo) or platform.processor() or "unknown CPU"
+
+
+def cpu_vendor(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """`GenuineIntel`, `AuthenticAMD`, ... (empty where it is not listed)."""
+    return cpuinfo_field("vendor_id", cpuinfo) or ""
 
 
 def cpu_training_dtype(flags: set[str] | None = None) -> str:

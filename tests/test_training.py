@@ -31,7 +31,7 @@ from training.data import (
 )
 from training.export import merge_adapter
 from training.sft import HUB_FILES, cli, main, parse_args
-from training.trainer import answer_only_loss
+from training.trainer import answer_only_loss, earlier_answer_tokens, repeat_unlikelihood
 
 TINY_HUB_ID = "org/tiny-gemma3"
 """Stands in for `google/gemma-3-270m`: the Hub id the tiny model's adapters name as their base in these tests."""
@@ -84,12 +84,12 @@ def train(recipe: Path, dataset_dir: Path, output_dir: Path, *flags: str):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, gold_hub_folder, tiny_model_dir):
-    """Two steps from a YAML recipe whose max_steps (5) a flag overrides, with the validation loss before and after,
-    pushed to a Hub whose upload calls are recorded instead of sent."""
+    """Two steps from a YAML recipe whose max_steps (5) a flag overrides, with the validation loss before and after
+    and the repeat unlikelihood in the loss, pushed to a Hub whose upload calls are recorded instead of sent."""
     tmp = tmp_path_factory.mktemp("run")
     recipe = write_recipe(tmp / "tiny.yaml")
     flags = ["--max_steps", "2", "--eval_strategy", "steps", "--eval_steps", "2", "--eval_on_start", "true"]
-    flags += ["--push_to_hub", "--hub_model_id", "org/ko-radiology-tiny"]
+    flags += ["--push_to_hub", "--hub_model_id", "org/ko-radiology-tiny", "--unlikelihood_weight", "1.0"]
     hub_calls = {}
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(EMBEDDED_HUB_IDS, "embedded:tiny", TINY_HUB_ID)
@@ -192,6 +192,30 @@ def test_loss_is_taken_on_answer_positions_only(tiny_model_dir):
     assert torch.allclose(loss, model(input_ids=input_ids, labels=labels).loss, atol=1e-5)
 
 
+def test_unlikelihood_candidates_are_earlier_distinct_tokens_of_the_same_answer():
+    # Two answers (positions 3-6 and 10-11) and a position kept for another row of the batch (8, label -100 here)
+    positions = torch.tensor([3, 4, 5, 6, 8, 10, 11])
+    targets = torch.tensor([7, 8, 7, 9, -100, 8, 5])
+    candidates = {(i, j) for i, j in earlier_answer_tokens(targets, positions).nonzero().tolist()}
+    # 7 at index 2 is its own label; at index 3 the second 7 is not counted again; answer 2 starts afresh
+    assert candidates == {(1, 0), (2, 1), (3, 0), (3, 1), (6, 5)}
+
+
+def test_unlikelihood_is_minus_log_one_minus_p_of_each_candidate(tiny_model_dir):
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    input_ids = torch.tensor([[2, 50, 60, 70, 60, 80, 90]])
+    labels = torch.full_like(input_ids, -100)
+    labels[0, 2:] = input_ids[0, 2:]  # the answer 60 70 60 80 90
+    plain, outputs, _ = answer_only_loss(model, {"input_ids": input_ids, "labels": labels})
+    weighted, _, _ = answer_only_loss(model, {"input_ids": input_ids, "labels": labels}, unlikelihood_weight=0.5)
+    probs = outputs.logits[0].float().softmax(dim=-1)  # rows predict 60 70 60 80 90: each earlier other token
+    candidates = [(1, 60), (2, 70), (3, 60), (3, 70), (4, 60), (4, 70), (4, 80)]
+    expected = -sum(torch.log1p(-probs[i, token]) for i, token in candidates)
+    assert weighted.item() == pytest.approx(plain.item() + 0.5 * expected.item() / 5, rel=1e-4)
+    logprobs, keep = outputs.logits.float().log_softmax(dim=-1), torch.arange(1, 6)
+    assert repeat_unlikelihood(logprobs, labels[:, 1:][:, keep], keep).item() == pytest.approx(expected.item(), 1e-4)
+
+
 def test_overlong_examples_dropped_or_truncated_with_count(gold_hub_folder, tokenizer, capsys):
     split = load_qa_splits(str(gold_hub_folder), "qa", ["train"])["train"].select(range(20))
     max_length = sorted(len(tokenize_example(row, tokenizer)["input_ids"]) for row in split)[10]
@@ -212,6 +236,7 @@ def test_saved_adapter_loads_and_generates(trained, tiny_model_dir, monkeypatch)
     assert "Not a medical device" in card and "Validation loss, untuned base" in card and "| n/a |" not in card
     assert "trained with Ko-Radiology-GPT's `training/sft.py` on the synthetic sample" in card
     assert "machine-translated" not in card and "training.check" in card  # quality not measured yet: says how
+    assert "plus 1.0 x\n  token-level unlikelihood" in card and "with the unlikelihood term" in card
     metadata = yaml.safe_load(card.split("---")[1])
     assert metadata["library_name"] == "peft" and "datasets" not in metadata  # trained on a local folder
     assert metadata["base_model"] == TINY_HUB_ID and metadata["base_model_relation"] == "adapter"

@@ -24,6 +24,10 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+from ko_radiology.cpu_blas import load_mkl_vendor_shim
+
+load_mkl_vendor_shim()  # before torch is imported (ko_radiology/cpu_blas.py)
+
 from ko_radiology.answer_cache import cached_answers
 from ko_radiology.atomic_io import write_text_atomically
 from ko_radiology.generation import Answer, is_adapter

@@ -15,7 +15,8 @@ accelerate launch --config_file training/recipes/accelerate/ddp.yaml -m training
 `--model_name_or_path embedded:base` is the Gemma 3 270M folder `python -m ko_radiology.models prepare` writes
 (`adapter_config.json` then names `google/gemma-3-270m`, its Hub id); `embedded:tiny` is the random two-layer test
 model. Chat-template tokens the base never learned are found and started from trained rows
-(`training/special_tokens.py`). `--dtype auto` on CPU picks bf16 only where the CPU computes it natively. Reruns
+(`training/special_tokens.py`). `--dtype auto` on CPU picks bf16 only where the CPU computes it natively; on an AMD
+CPU, MKL is made to use its fast kernels (`ko_radiology/cpu_blas.py`). Reruns
 resume from the last checkpoint in `output_dir`; `python -m training.check OUTPUT_DIR` measures the answers.
 """
 
@@ -26,6 +27,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ko_radiology.cpu_blas import load_mkl_vendor_shim
+
+MKL_SHIM = load_mkl_vendor_shim()  # before torch is imported (ko_radiology/cpu_blas.py)
 
 import torch
 import yaml
@@ -81,6 +86,11 @@ class QAScriptArguments(ScriptArguments):
             Train on each report's questions as one multi-turn chat (the report read once, not once per question),
             in an order shuffled with `--seed` so that every task is sometimes the first question; validation stays
             one question per example, the format eval asks in.
+        unlikelihood_weight (`float`, *optional*, defaults to `0.0`):
+            Add this times the repeat unlikelihood (`training/trainer.py`) to the training loss: each token an
+            answer already wrote, other than the gold next one, is pushed down. A small base fine-tuned for a few
+            minutes otherwise copies its own last words when unsure, and greedy decoding loops. The validation loss
+            stays plain cross-entropy.
     """
 
     dataset_config: str | None = field(default="qa", metadata={"help": "Dataset config to load (`qa`)."})
@@ -94,6 +104,13 @@ class QAScriptArguments(ScriptArguments):
     group_by_report: bool = field(
         default=False,
         metadata={"help": "Train on each report's questions as one multi-turn chat instead of one chat per question."},
+    )
+    unlikelihood_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight of the repeat unlikelihood (training/trainer.py) in the training loss: pushes down the "
+            "tokens an answer already wrote, against looping under greedy decoding. 0: plain cross-entropy."
+        },
     )
     eval_max_examples: int | None = field(
         default=None,
@@ -166,7 +183,9 @@ def hardware_label(trainer: AnswerOnlySFTTrainer) -> str:
     """What the card's training time was measured on: the CPU model and its cores, or the accelerator."""
     if trainer.args.use_cpu or not torch.cuda.is_available():
         # A shared machine's load stretches the time: the card says how busy the CPU was
-        return f"{cpu_model_name()} ({os.cpu_count()} cores, 15-min load average {os.getloadavg()[2]:.1f} at the end)"
+        shim = ", MKL vendor shim" if MKL_SHIM and MKL_SHIM.startswith("MKL vendor shim loaded") else ""
+        load = os.getloadavg()[2]
+        return f"{cpu_model_name()} ({os.cpu_count()} cores{shim}, 15-min load average {load:.1f} at the end)"
     return f"{trainer.accelerator.num_processes} x {torch.cuda.get_device_name()}"
 
 
@@ -190,6 +209,8 @@ def push_adapter(output_dir: str, hub_model_id: str, private: bool | None = None
 
 
 def main(script_args: QAScriptArguments, training_args: SFTConfig, model_args: ModelConfig, recipe: str | None = None):
+    if MKL_SHIM:
+        print(MKL_SHIM)
     set_seed(training_args.seed)  # before the model is built, so the LoRA initialization is seeded too
     base_model = resolve_model(model_args.model_name_or_path)
     tokenizer = load_chat_tokenizer(base_model, training_args)
@@ -228,6 +249,7 @@ def main(script_args: QAScriptArguments, training_args: SFTConfig, model_args: M
         eval_dataset=prepared[script_args.dataset_test_split] if evaluate else None,
         processing_class=tokenizer,
         peft_config=peft_config,
+        unlikelihood_weight=script_args.unlikelihood_weight,
     )
     freeze_and_merge_token_rows(trainer.model)
     hub_base = EMBEDDED_HUB_IDS.get(model_args.model_name_or_path, base_model)

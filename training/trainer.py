@@ -2,7 +2,9 @@
 
 TRL's fused head scores every position off Triton devices (CPU included), and Gemma's 262k-entry head is most of the
 cost of a forward pass. Here the model is asked, with `logits_to_keep`, for logits only at positions whose next token
-is an answer token (~15% of a report-plus-question example), and the cross-entropy is taken on those.
+is an answer token (~15% of a report-plus-question example), and the cross-entropy is taken on those. With
+`unlikelihood_weight`, a repeat-unlikelihood term on the same log-probabilities teaches the model not to write again
+what its answer already wrote: the loops a small model falls into under greedy decoding.
 """
 
 import torch
@@ -16,10 +18,46 @@ def positions_to_score(labels: torch.Tensor) -> torch.Tensor:
     return (labels[:, 1:] != -100).any(dim=0).nonzero().flatten()
 
 
+def earlier_answer_tokens(targets: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """[K, K] mask for one row's labels at sequence `positions`: (i, j) is set when label j is the first occurrence of
+    its token earlier in the same answer as label i, and is not label i's own token.
+
+    An answer is a run of labels at consecutive positions: each answer of a chat, or of a packed row, is its own.
+    """
+    valid = targets != -100
+    follows = torch.cat([valid.new_zeros(1), valid[:-1] & (positions[1:] == positions[:-1] + 1)])
+    answer = torch.cumsum((valid & ~follows).long(), 0)
+    index = torch.arange(targets.numel(), device=targets.device)
+    earlier = index[None, :] < index[:, None]
+    same_answer = (answer[None, :] == answer[:, None]) & valid[None, :] & valid[:, None]
+    same_token = targets[None, :] == targets[:, None]
+    repeated = (same_token & earlier & same_answer).any(dim=1)  # the token occurred before in its answer
+    return earlier & same_answer & ~same_token & ~repeated[None, :]
+
+
+def repeat_unlikelihood(logprobs: torch.Tensor, targets: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Token-level unlikelihood against repeating (Welleck et al., 2020, "Neural Text Generation with Unlikelihood
+    Training"): the sum, over labelled positions, of -log(1 - p(c)) for each token c the answer already wrote, other
+    than the gold next token. Plain cross-entropy never lowers those; a small model then copies its own recent words
+    when unsure, and greedy decoding turns that into loops."""
+    total = logprobs.new_zeros(())
+    for row_logprobs, row_targets in zip(logprobs, targets, strict=True):
+        candidates = earlier_answer_tokens(row_targets, positions)
+        tokens = row_targets.clamp(min=0)
+        candidate_logprobs = row_logprobs.gather(-1, tokens[None, :].expand(tokens.numel(), -1))
+        penalty = -torch.log1p(-candidate_logprobs.exp().clamp(max=1 - 1e-6))
+        total = total + (penalty * candidates).sum()
+    return total
+
+
 def answer_only_loss(
-    model: torch.nn.Module, inputs: dict, num_items_in_batch: int | torch.Tensor | None = None
+    model: torch.nn.Module,
+    inputs: dict,
+    num_items_in_batch: int | torch.Tensor | None = None,
+    unlikelihood_weight: float = 0.0,
 ) -> tuple[torch.Tensor, CausalLMOutputWithPast, torch.Tensor]:
-    """Mean next-token cross-entropy over the labelled tokens, computing logits at those positions only.
+    """Mean next-token cross-entropy over the labelled tokens, computing logits at those positions only, plus
+    `unlikelihood_weight` times the repeat unlikelihood (`repeat_unlikelihood`), per labelled token.
 
     Returns:
         The loss (divided by `num_items_in_batch` when given, as `Trainer` does under gradient accumulation), the model
@@ -31,7 +69,10 @@ def answer_only_loss(
     outputs = model(**model_inputs, use_cache=False, logits_to_keep=keep)
     targets = labels[:, 1:][:, keep]
     logits = outputs.logits.float()
-    loss_sum = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100, reduction="sum")
+    logprobs = logits.log_softmax(dim=-1)  # once, for both terms
+    loss_sum = F.nll_loss(logprobs.flatten(0, 1), targets.flatten(), ignore_index=-100, reduction="sum")
+    if unlikelihood_weight:
+        loss_sum = loss_sum + unlikelihood_weight * repeat_unlikelihood(logprobs, targets, keep)
     num_tokens = (targets != -100).sum() if num_items_in_batch is None else num_items_in_batch
     loss = loss_sum / torch.as_tensor(num_tokens, device=loss_sum.device).clamp(min=1)
     with torch.no_grad():
@@ -40,11 +81,21 @@ def answer_only_loss(
 
 
 class AnswerOnlySFTTrainer(SFTTrainer):
-    """`SFTTrainer` whose loss computes logits only at labelled positions; metrics as TRL logs them, minus entropy."""
+    """`SFTTrainer` whose loss computes logits only at labelled positions; metrics as TRL logs them, minus entropy.
+
+    Args:
+        unlikelihood_weight: Weight of the repeat unlikelihood in the training loss (0: plain cross-entropy). The
+            validation loss is always the plain cross-entropy, comparable between runs.
+    """
+
+    def __init__(self, *args, unlikelihood_weight: float = 0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.unlikelihood_weight = unlikelihood_weight
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if self.model.training else "eval"
-        loss, outputs, num_correct = answer_only_loss(model, inputs, num_items_in_batch)
+        weight = self.unlikelihood_weight if mode == "train" else 0.0
+        loss, outputs, num_correct = answer_only_loss(model, inputs, num_items_in_batch, weight)
         # As in `SFTTrainer.compute_loss`: `num_items_in_batch` counts every rank's tokens while DDP averages gradients
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * (self.accelerator.num_processes // self.get_tp_size())
