@@ -398,6 +398,13 @@ def test_missing_recipe_is_one_line(tmp_path, capsys):
     assert err.count("\n") == 1 and "does not exist. Pick one of training/recipes/*.yaml" in err
 
 
+def test_negative_unlikelihood_weight_is_one_line(tmp_path, gold_hub_folder, capsys):
+    args = ["--config", str(write_recipe(tmp_path / "tiny.yaml")), "--dataset_name", str(gold_hub_folder)]
+    assert cli([*args, "--unlikelihood_weight", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unlikelihood_weight must be 0 or more" in err
+
+
 def test_mistyped_local_dataset_fails_at_once(tmp_path, gold_hub_folder, capsys, monkeypatch):
     """`out/hbu` for `out/hub`: a Hub id in form, but `out/` exists here, so it is a typo, not a Hub dataset."""
     monkeypatch.chdir(gold_hub_folder.parent)

@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ko_radiology.cpu_blas import load_mkl_vendor_shim
+from ko_radiology.cpu_blas import LOADED, load_mkl_vendor_shim
 
 MKL_SHIM = load_mkl_vendor_shim()  # before torch is imported (ko_radiology/cpu_blas.py)
 
@@ -123,6 +123,11 @@ class QAScriptArguments(ScriptArguments):
     def __post_init__(self):
         if self.overlong_policy not in OVERLONG_POLICIES:
             raise ValueError(f"overlong_policy must be one of {OVERLONG_POLICIES}, got {self.overlong_policy!r}.")
+        if self.unlikelihood_weight < 0:
+            raise ValueError(
+                f"unlikelihood_weight must be 0 or more (a negative one rewards repeating), "
+                f"got {self.unlikelihood_weight}."
+            )
         if not self.dataset_name:
             raise ValueError(
                 "dataset_name is not set. Pass --dataset_name with a folder from `python -m dataset_builder export` "
@@ -183,7 +188,7 @@ def hardware_label(trainer: AnswerOnlySFTTrainer) -> str:
     """What the card's training time was measured on: the CPU model and its cores, or the accelerator."""
     if trainer.args.use_cpu or not torch.cuda.is_available():
         # A shared machine's load stretches the time: the card says how busy the CPU was
-        shim = ", MKL vendor shim" if MKL_SHIM and MKL_SHIM.startswith("MKL vendor shim loaded") else ""
+        shim = ", MKL vendor shim" if MKL_SHIM == LOADED else ""
         load = os.getloadavg()[2]
         return f"{cpu_model_name()} ({os.cpu_count()} cores{shim}, 15-min load average {load:.1f} at the end)"
     return f"{trainer.accelerator.num_processes} x {torch.cuda.get_device_name()}"
