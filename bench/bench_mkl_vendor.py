@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_sft_cpu import MKL_SHIM, print_machine, run_in_process  # noqa: E402
+from bench_sft_cpu import MKL_SHIM, parse_timing_args, print_machine, run_in_process  # noqa: E402
 
 from ko_radiology.cpu_blas import SWITCH  # noqa: E402
 
@@ -31,10 +31,7 @@ VARIANTS = {"shim": "1", "no shim": "0"}
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=3, help="runs of each variant")
-    parser.add_argument("--warmup", type=int, default=1, help="steps excluded from the timing")
-    parser.add_argument("--timed-tokens", type=int, default=6000, help="input tokens timed per run, after warm-up")
-    args = parser.parse_args()
+    args = parse_timing_args(parser)
     if MKL_SHIM is None:
         print("Not an AMD CPU on Linux: the MKL vendor shim is never loaded here, nothing to compare.")
         return

@@ -186,16 +186,22 @@ def summarize(results: dict[str, list[dict]]) -> None:
             print(f"recipe / {baseline}: {ratio:.2f}x median {label} (target >= {target:.2f}x: {verdict})")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_timing_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """Add the options every steady-state training bench takes (repeats, warm-up steps, timed tokens) and parse."""
     parser.add_argument("--repeats", type=int, default=3, help="runs of each variant")
     parser.add_argument("--warmup", type=int, default=1, help="steps excluded from the timing")
     parser.add_argument("--timed-tokens", type=int, default=6000, help="input tokens timed per run, after warm-up")
-    parser.add_argument("--variant", choices=VARIANTS, help="run one variant in this process")
-    parser.add_argument("--dataset-dir", help="with --variant: the dataset folder")
     args = parser.parse_args()
     if args.warmup < 1:
         parser.error("--warmup must be at least 1: the first step's end is where the timing starts.")
+    return args
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variant", choices=VARIANTS, help="run one variant in this process")
+    parser.add_argument("--dataset-dir", help="with --variant: the dataset folder")
+    args = parse_timing_args(parser)
     if args.variant:
         run_variant(args.variant, args.dataset_dir, args.warmup, args.timed_tokens)
         return

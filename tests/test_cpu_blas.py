@@ -14,7 +14,7 @@ from ko_radiology.models import cpu_vendor
 ON_AMD_LINUX = sys.platform == "linux" and cpu_vendor() == "AuthenticAMD"
 
 PRODUCT_SCRIPT = """
-import json, sys, time
+import json
 from ko_radiology.cpu_blas import load_mkl_vendor_shim
 message = load_mkl_vendor_shim()
 import torch
