@@ -24,7 +24,7 @@ import datasets
 import yaml
 from transformers import HfArgumentParser
 
-from dataset_builder.build_dir import SUMMARY_FILE, check_out_dir, write_build
+from dataset_builder.build_dir import SUMMARY_FILE, build_lock, check_out_dir, write_build
 from dataset_builder.hub import export_hub_folder, push_hub_folder, push_plan
 from dataset_builder.options import DEFAULT_OUT, BuildOptions, EndpointOptions
 from dataset_builder.pipeline import Pipeline, note_record
@@ -100,15 +100,20 @@ def build_command(argv: list[str]) -> None:
     options, endpoint = parse_build_args(argv)
     check_out_dir(options.out_dir)
     pipeline = Pipeline(options, endpoint)
-    try:
-        pipeline.check_backends()
-        if options.dry_run:
-            print_dry_run(pipeline)
-        elif not (options.batch_dir and "translation" in pipeline.llm_stages and write_batch_files(pipeline)):
-            rows = write_build(pipeline, options.out_dir)
-            print_build(pipeline, rows)
-    finally:
-        pipeline.close()
+    with build_lock(options.out_dir):
+        try:
+            pipeline.check_backends()
+            if options.dry_run:
+                print_dry_run(pipeline)
+            elif not (options.batch_dir and "translation" in pipeline.llm_stages and write_batch_files(pipeline)):
+                rows = write_build(pipeline, options.out_dir)
+                print_build(pipeline, rows)
+        finally:
+            pipeline.close()
+
+
+SKIPS_SHOWN = 10
+"""Skipped inputs printed after a build; `summary.json` lists every one."""
 
 
 def print_build(pipeline: Pipeline, rows: dict[str, dict[str, int]]) -> None:
@@ -120,6 +125,10 @@ def print_build(pipeline: Pipeline, rows: dict[str, dict[str, int]]) -> None:
         print(f"all runs on this cache:\n{pipeline.client.ledger().table()}")
     summary, path = pipeline.summary(), pipeline.options.out_dir / SUMMARY_FILE
     print(f"summary → {path}: {summary['counts']} rejected {summary['qa_rejected']}")
+    for item in pipeline.source.skipped[:SKIPS_SHOWN]:
+        print(f"  skipped {item.source}: {item.reason}")
+    if len(pipeline.source.skipped) > SKIPS_SHOWN:
+        print(f"  ... and {len(pipeline.source.skipped) - SKIPS_SHOWN} more skipped inputs (see {path})")
 
 
 def batch_command(argv: list[str]) -> None:

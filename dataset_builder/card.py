@@ -159,4 +159,35 @@ def read_card_metadata(readme: Path) -> dict:
     text = readme.read_text(encoding="utf-8")
     if not text.startswith("---\n"):
         return {}
-    return yaml.safe_load(text.split("---\n", 2)[1]) or {}
+    try:
+        metadata = yaml.safe_load(text.split("---\n", 2)[1]) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 2}: " if mark else ""  # the mark counts from 0, after the opening ---
+        problem = getattr(error, "problem", None) or type(error).__name__
+        raise ValueError(
+            f"{readme}'s front matter is not valid YAML ({where}{problem}); fix it, or run "
+            "`python -m dataset_builder export` again."
+        ) from None
+    if not isinstance(metadata, dict):
+        raise ValueError(f"{readme}'s front matter is not a mapping; run `python -m dataset_builder export` again.")
+    return metadata
+
+
+def card_contradictions(metadata: dict, provenance: str) -> list[str]:
+    """Where a card's front matter says less than a credentialed build's provenance requires (its license, its
+    sources, its gating form): `push` refuses such a card, whatever was edited in it."""
+    if not is_credentialed(provenance):
+        return []
+    expected = {
+        "license": LICENSES.get(provenance, LICENSES[MIMIC_CXR])["license"],
+        "source_datasets": SOURCE_DATASETS.get(provenance, SOURCE_DATASETS[USER]),
+    }
+    problems = [
+        f"{key}: {metadata.get(key)!r} (expected {value!r})"
+        for key, value in expected.items()
+        if metadata.get(key) != value
+    ]
+    if not metadata.get("extra_gated_prompt"):
+        problems.append("no gating form (extra_gated_prompt)")
+    return problems

@@ -8,11 +8,13 @@ Expected MIMIC-CXR layout (`--data-dir` points at the folder holding `files/`)::
     ├── files/p10/p10000032/s53189527.txt
     └── mimic-cxr-2.0.0-split.csv.gz      (optional: the official split; otherwise a hash of the patient id)
 
-A file that cannot be used (empty, binary, oversized, a duplicate id) is skipped with a named reason, never fatal:
-on 227,000 reports one bad file must not cost the rest.
+A file that cannot be used (empty, binary, oversized, a duplicate id, unreadable, a folder or broken link named
+`*.txt`) and a folder that cannot be listed are skipped with a named reason, never fatal: on 227,000 reports one bad
+file must not cost the rest.
 """
 
 import csv
+import os
 import re
 import sys
 from collections.abc import Iterator
@@ -100,8 +102,9 @@ class ReportSource:
         root = self.path / "files" if self.resolved_format() == "mimic" else self.path
         if not root.is_dir():
             raise InputError(f"{root} is not a folder of reports (expected files/pNN/pNNNNNNNN/sNNNNNNNN.txt).")
-        for path in sorted(root.rglob("*.txt")):
-            decoded = self._decode(path.read_bytes(), str(path))
+        for path in self._report_paths(root):
+            data = self._read_report_file(path)
+            decoded = None if data is None else self._decode(data, str(path))
             if decoded is None:
                 continue
             text, flags = decoded
@@ -109,9 +112,43 @@ class ReportSource:
             study_id, patient_id = (match.group(3), match.group(2)) if match else (path.stem, "")
             yield RawReport(study_id, patient_id, str(path.relative_to(self.path)), text, flags)
 
+    def _report_paths(self, root: Path) -> list[Path]:
+        """Every path named `*.txt` under `root`, sorted (whatever it is: `_read_report_file` tells); a folder that
+        cannot be listed is recorded as skipped instead of silently losing the reports inside it."""
+
+        def unlistable(error: OSError) -> None:
+            self.skip(str(error.filename), "unreadable_folder", f"folder cannot be listed ({error.strerror})")
+
+        found = []
+        for folder, folders, files in os.walk(root, onerror=unlistable):
+            found += [Path(folder, name) for name in folders + files if name.endswith(".txt")]
+        return sorted(found)
+
+    def _read_report_file(self, path: Path) -> bytes | None:
+        """The bytes of one report, or None (recorded as skipped) for a path named `*.txt` that is no regular file
+        or cannot be read: never opened when it is a FIFO or device, which would block or never end."""
+        try:
+            if path.is_file():
+                return path.read_bytes()
+            if path.is_symlink() and not path.exists():
+                kind, reason = "broken_link", f"broken symlink (to {os.readlink(path)})"
+            elif path.is_dir():
+                kind, reason = "folder", "a folder, not a report file"
+            else:
+                kind, reason = "special_file", "not a regular file (a FIFO, socket or device)"
+        except OSError as error:
+            kind, reason = "unreadable", f"cannot be read ({error.strerror})"
+        self.skip(str(path), kind, reason)
+        return None
+
     def _read_csv(self) -> Iterator[RawReport]:
         csv.field_size_limit(sys.maxsize)  # MIMIC notes in one CSV cell can exceed the 128 KiB default
-        raw = self.path.read_bytes()
+        try:
+            raw = self.path.read_bytes()
+        except OSError as error:
+            raise InputError(
+                f"{self.path} cannot be read ({error.strerror}); pass a CSV file you can read as --data-dir."
+            ) from None
         decoded = self._decode(raw, str(self.path))
         if decoded is None:
             raise InputError(

@@ -2,7 +2,12 @@
 
 import csv
 import json
+import os
 import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 import yaml
@@ -10,6 +15,7 @@ from datasets import load_dataset, load_from_disk
 
 from dataset_builder import provenance
 from dataset_builder.__main__ import main
+from dataset_builder.build_dir import STAGING_MARKER
 from dataset_builder.gold import SAMPLE_DIR
 from dataset_builder.ko_cxr_qa import KoCxrQa
 from dataset_builder.schemas import FEATURES
@@ -161,6 +167,96 @@ def test_bad_files_are_skipped_with_reasons_and_the_rest_is_built(tmp_path):
     assert summary["build"]["provenance"] == "user" and summary["build"]["split_source"] == "hash"
 
 
+def report_tree(root, layout):
+    """A folder of reports in `layout` ("txt": a plain folder; "mimic": files/pNN/pNNNNNNNN/sNNNNNNNN.txt) with two
+    good reports; returns the folder to pass as --data-dir and a function giving the path of report `n`."""
+    folder = root / "files" / "p10" / "p10000001" if layout == "mimic" else root
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def path(n):
+        return folder / (f"s1000000{n}.txt" if layout == "mimic" else f"report{n}.txt")
+
+    path(1).write_text(GOOD_REPORT)
+    path(2).write_text(GOOD_REPORT.replace("Small right", "Large left"))
+    return root, path
+
+
+@pytest.mark.parametrize("layout", ["txt", "mimic"])
+def test_paths_named_like_reports_that_are_none_are_counted_skips(tmp_path, capsys, layout):
+    """A folder, a broken link and a FIFO named `*.txt` (a FIFO would block the build forever if opened)."""
+    data, path = report_tree(tmp_path / "reports", layout)
+    path(3).mkdir()
+    path(4).symlink_to(tmp_path / "gone.txt")
+    os.mkfifo(path(5))
+    code, out = build_notes(data, tmp_path)
+    printed = capsys.readouterr()
+    assert code == 0 and "Traceback" not in printed.err
+    notes = load_from_disk(str(out / "notes"))
+    assert sum(notes.num_rows.values()) == 2
+    summary = json.loads((out / "summary.json").read_text())
+    skipped = {item["source"]: (item["kind"], item["reason"]) for item in summary["skipped"]}
+    assert skipped == {
+        str(path(3)): ("folder", "a folder, not a report file"),
+        str(path(4)): ("broken_link", f"broken symlink (to {tmp_path / 'gone.txt'})"),
+        str(path(5)): ("special_file", "not a regular file (a FIFO, socket or device)"),
+    }
+    assert {summary["counts"][f"skipped:{kind}"] for kind, _ in skipped.values()} == {1}
+    for source, (_, reason) in skipped.items():
+        assert f"skipped {source}: {reason}" in printed.out
+
+
+def as_a_user_permissions_apply_to(command):
+    """Root reads a chmod-000 file anyway: as root, run `command` as nobody (65534)."""
+    if os.geteuid() != 0:
+        return command
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: no user here for whom a file can be unreadable")
+    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+
+
+@pytest.mark.parametrize("layout", ["txt", "mimic"])
+def test_an_unreadable_report_or_folder_is_a_counted_skip(layout):
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as scratch:  # tmp_path is closed to other users
+        root = Path(scratch)
+        data, path = report_tree(root / "reports", layout)
+        path(3).write_text(GOOD_REPORT)
+        path(3).chmod(0)
+        locked = path(1).parent / "p10000002" if layout == "mimic" else path(1).parent / "locked"
+        locked.mkdir()
+        (locked / "s10000009.txt").write_text(GOOD_REPORT)
+        locked.chmod(0)
+        out = root / "out"
+        out.mkdir()
+        for folder in (root, *[folder for folder in path(1).parents if root in folder.parents]):
+            folder.chmod(0o755)
+        out.chmod(0o777)
+        command = [sys.executable, "-m", "dataset_builder", "build", "--data-dir", str(data), "--out", str(out)]
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "HOME": scratch}
+        result = subprocess.run(
+            as_a_user_permissions_apply_to([*command, "--configs", "notes"]), capture_output=True, text=True, env=env
+        )
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+        summary = json.loads((out / "summary.json").read_text())
+        assert sum(load_from_disk(str(out / "notes")).num_rows.values()) == 2
+        skipped = {item["source"]: (item["kind"], item["reason"]) for item in summary["skipped"]}
+        assert skipped == {
+            str(path(3)): ("unreadable", "cannot be read (Permission denied)"),
+            str(locked): ("unreadable_folder", "folder cannot be listed (Permission denied)"),
+        }
+        assert f"skipped {path(3)}: cannot be read (Permission denied)" in result.stdout
+
+
+def test_a_csv_that_cannot_be_read_is_one_line(tmp_path, capsys):
+    notes = tmp_path / "notes.csv"
+    notes.mkdir()  # unreadable as a file, for root too
+    args = ["--input-format", "csv", "--configs", "notes", "--out", str(tmp_path / "out")]
+    assert main(["build", "--data-dir", str(notes), *args]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        f"error: {notes} cannot be read (Is a directory); pass a CSV file you can read as --data-dir."
+    ]
+
+
 def test_rebuilding_into_the_same_out_after_adding_reports(tmp_path):
     """A build folder is rebuilt from scratch each time: nothing stale (no `datasets` cache) survives in it."""
     reports = tmp_path / "reports"
@@ -177,7 +273,7 @@ def test_rebuilding_into_the_same_out_after_adding_reports(tmp_path):
     assert sorted(id for split in notes.values() for id in split["study_id"]) == [
         "good", "latin1", "nosection", "second"
     ]  # fmt: skip
-    assert sorted(path.name for path in out.iterdir()) == ["notes", "summary.json"]
+    assert sorted(path.name for path in out.iterdir()) == [".build.lock", "notes", "summary.json"]
     (reports / "second.txt").unlink()
     assert build_notes(reports, tmp_path)[0] == 0
     assert sum(load_from_disk(str(out / "notes")).num_rows.values()) == 3
@@ -257,6 +353,57 @@ def test_an_out_folder_with_things_no_build_wrote_is_refused_and_kept(tmp_path, 
     assert sorted(path.name for path in out.iterdir()) == ["notes", "summary.json"]
 
 
+def test_a_build_removes_only_the_staging_folders_a_build_made(tmp_path):
+    """`.staging-*` is only a name: a user's folder of that name survives; a killed build's (marked) is removed."""
+    out = tmp_path / "build"  # where build_notes builds
+    (out / ".staging-mine").mkdir(parents=True)
+    (out / ".staging-mine" / "notes.txt").write_text("mine")
+    assert build_notes(SAMPLE_DIR, tmp_path)[0] == 0
+    killed = out / ".staging-killed"
+    (killed / "notes").mkdir(parents=True)
+    (killed / STAGING_MARKER).touch()  # what a build killed before its swap leaves
+    assert build_notes(SAMPLE_DIR, tmp_path)[0] == 0
+    assert (out / ".staging-mine" / "notes.txt").read_text() == "mine" and not killed.exists()
+    assert sorted(path.name for path in out.iterdir()) == [".build.lock", ".staging-mine", "notes", "summary.json"]
+
+
+def one_error_line(capsys) -> str:
+    printed = capsys.readouterr()
+    assert "Traceback" not in printed.err and len(printed.err.splitlines()) == 1, printed.err
+    return printed.err
+
+
+@pytest.mark.parametrize("out", ["a_file", "a_file/out", "/proc/ko-cxr-build"])
+def test_an_out_that_is_no_writable_folder_is_one_line(tmp_path, capsys, out):
+    """A file, a path under a file, a folder no one (root included) may create: named, and nothing touched."""
+    (tmp_path / "a_file").write_text("mine")
+    out = tmp_path / out
+    assert main(["build", "--data-dir", str(SAMPLE_DIR), "--gold", "--configs", "notes", "--out", str(out)]) == 1
+    assert one_error_line(capsys).startswith(f"error: --out {out} ")
+    assert (tmp_path / "a_file").read_text() == "mine" and sorted(tmp_path.iterdir()) == [tmp_path / "a_file"]
+
+
+def test_export_into_a_symlink_is_one_line_and_replaces_nothing(tmp_path, capsys):
+    code, build = build_notes(SAMPLE_DIR, tmp_path)
+    (tmp_path / "hub").mkdir()
+    (tmp_path / "hub" / "notes.md").write_text("mine")
+    (tmp_path / "link").symlink_to(tmp_path / "hub")
+    assert code == 0 and main(["export", str(build), "--out", str(tmp_path / "link")]) == 1
+    assert f"pass the folder itself ({tmp_path / 'hub'}) or a new one" in one_error_line(capsys)
+    assert (tmp_path / "link").is_symlink() and (tmp_path / "hub" / "notes.md").read_text() == "mine"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["build", "hub", "link"]
+
+
+def test_push_dry_run_of_a_card_with_broken_front_matter_is_one_line(gold_hub_folder, tmp_path, capsys):
+    folder = tmp_path / "hub"
+    shutil.copytree(gold_hub_folder, folder)
+    readme = folder / "README.md"
+    readme.write_text(readme.read_text().replace("pretty_name: Ko-CXR-QA", "pretty_name: [Ko-CXR-QA", 1))
+    assert main(["push", str(folder), "--repo-id", "org/ko-cxr-qa", "--dry-run"]) == 1
+    assert f"error: {readme}'s front matter is not valid YAML (line 3:" in one_error_line(capsys)
+    assert capsys.readouterr().out == ""
+
+
 def test_export_never_replaces_a_folder_it_did_not_write(tmp_path, capsys):
     """Export swaps its folder whole: `--out ~` or `--out` the build itself (its paid LLM cache) must be refused."""
     code, build = build_notes(SAMPLE_DIR, tmp_path)
@@ -266,6 +413,11 @@ def test_export_never_replaces_a_folder_it_did_not_write(tmp_path, capsys):
     assert code == 0 and main(["export", str(build), "--out", str(home)]) == 1
     assert "holds thesis.tex, which export did not write" in capsys.readouterr().err
     assert (home / "thesis.tex").read_text() == "years of work"
+    (home / "thesis.tex").unlink()
+    (home / "README.md").write_text("my notes")  # a name export writes, in a folder export did not write
+    assert main(["export", str(build), "--out", str(home)]) == 1
+    assert "holds README.md, which export did not write" in capsys.readouterr().err
+    assert (home / "README.md").read_text() == "my notes"
     assert main(["export", str(build), "--out", str(build)]) == 1
     assert (build / "summary.json").is_file() and (build / "notes" / "dataset_dict.json").is_file()
     for _ in range(2):  # an earlier export is replaced

@@ -13,6 +13,7 @@ import pytest
 from datasets import load_dataset, load_from_disk
 
 from dataset_builder.__main__ import main
+from dataset_builder.build_dir import LOCK_FILE, STAGING_MARKER
 from dataset_builder.glossary import Glossary
 from dataset_builder.gold import SAMPLE_DIR
 from dataset_builder.translation_checks import check_section
@@ -107,6 +108,56 @@ def test_a_killed_run_resumes_without_paying_twice(proxy, tiny_server, tmp_path)
     assert len(after) == len(set(after))
     assert set(before) - completed <= set(after) | completed  # what was in flight at the kill is simply redone
     assert sum(load_from_disk(str(out / "translation")).num_rows.values()) == 6
+
+
+def start_build_and_wait_for_its_calls(proxy, tiny_server, out):
+    """A build in a process of its own, returned once its calls reach the endpoint (so it holds `out`, staging)."""
+    command = [sys.executable, "-m", "dataset_builder", *build_args(proxy, tiny_server, out, 6)]
+    with (out.parent / "first.log").open("w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while not proxy.requests and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    assert proxy.requests and process.poll() is None, "the build never called the endpoint"
+    return process
+
+
+def test_a_second_build_into_a_busy_out_is_refused_at_once_and_the_first_completes(proxy, tiny_server, tmp_path):
+    """The second build must not delete the first's staging folder (the first then died after paying for its calls):
+    it refuses before any call, naming the build that holds the folder."""
+    out = tmp_path / "build"
+    first = start_build_and_wait_for_its_calls(proxy, tiny_server, out)
+    first.send_signal(signal.SIGSTOP)  # held mid-build, as by a slow endpoint
+    try:
+        calls = len(proxy.requests)
+        command = [sys.executable, "-m", "dataset_builder", *build_args(proxy, tiny_server, out, 6)]
+        second = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        assert len(proxy.requests) == calls, "the second build called the endpoint"
+    finally:
+        first.send_signal(signal.SIGCONT)
+    assert second.returncode == 1 and "Traceback" not in second.stderr
+    [line] = second.stderr.splitlines()
+    assert line.startswith(f"error: --out {out} is being built by pid {first.pid} (python -m dataset_builder build")
+    assert line.endswith("; wait for it to finish, or pass another --out.")
+    assert first.wait(timeout=300) == 0, (out.parent / "first.log").read_text()
+    assert sum(load_from_disk(str(out / "translation")).num_rows.values()) == 6
+    assert main(build_args(proxy, tiny_server, out, 6)) == 0  # the folder is free again: answered from the cache
+
+
+def test_a_killed_build_leaves_its_out_free_and_a_users_staging_folder_alone(proxy, tiny_server, tmp_path):
+    """The OS lock dies with the process (no stale pid file to clear); the rerun removes only the killed build's
+    staging folder, by its marker."""
+    out = tmp_path / "build"
+    (out / ".staging-mine").mkdir(parents=True)
+    (out / ".staging-mine" / "draft.txt").write_text("mine")
+    first = start_build_and_wait_for_its_calls(proxy, tiny_server, out)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    left = {path.name for path in out.glob(".staging-*") if (path / STAGING_MARKER).is_file()}
+    assert len(left) == 1 and f"pid {first.pid} " in (out / LOCK_FILE).read_text()
+    assert main(build_args(proxy, tiny_server, out, 6)) == 0
+    assert sorted(path.name for path in out.glob(".staging-*")) == [".staging-mine"]
+    assert (out / ".staging-mine" / "draft.txt").read_text() == "mine"
 
 
 def test_garbage_from_the_endpoint_becomes_flags_not_a_crash(proxy, tiny_server, tmp_path):
@@ -234,7 +285,7 @@ def test_a_build_whose_every_request_failed_fails_and_the_next_one_resumes(proxy
     sent = len(proxy.requests)
     assert "\n" not in err and f"translation: all {sent} requests to {proxy.base_url} failed" in err and "503" in err
     assert ".." not in err and err.endswith("(answered calls are cached).")
-    assert sorted(path.name for path in out.iterdir()) == ["llm_cache.sqlite", "notes", "summary.json"]
+    assert sorted(path.name for path in out.iterdir()) == [LOCK_FILE, "llm_cache.sqlite", "notes", "summary.json"]
     assert sorted(path.name for path in (out / "notes").rglob("*")) == notes_before  # nothing replaced
 
     proxy.reset()
@@ -274,7 +325,8 @@ def test_an_unusable_cache_fails_up_front_and_replaces_nothing(proxy, tiny_serve
     out = tmp_path / "build"
     args = build_args(proxy, tiny_server, out, 1)
     assert main(args) == 0
-    built = {path: path.stat().st_mtime_ns for path in out.rglob("*") if not path.name.startswith("llm_cache")}
+    kept = ("llm_cache", LOCK_FILE)  # the cache, and the lock each build writes its pid into
+    built = {path: path.stat().st_mtime_ns for path in out.rglob("*") if not path.name.startswith(kept)}
     cache = out / "llm_cache.sqlite"
     spoil(cache)
     capsys.readouterr()
@@ -284,4 +336,4 @@ def test_an_unusable_cache_fails_up_front_and_replaces_nothing(proxy, tiny_serve
         subprocess.run(["chattr", "-i", str(cache)], capture_output=True)
     err = capsys.readouterr().err
     assert str(cache) in err and len(err.strip().splitlines()) == 1
-    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if not p.name.startswith("llm_cache")} == built
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if not p.name.startswith(kept)} == built

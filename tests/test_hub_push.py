@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from dataset_builder.__main__ import main
+from dataset_builder.card import PHYSIONET_GATING
 from dataset_builder.gold import SAMPLE_DIR
 from dataset_builder.hub import push_hub_folder
 from tests.hub_standin import HubStandin
@@ -88,7 +89,7 @@ def test_credentialed_push_is_private_and_gated_before_any_upload(mimic_hub_fold
     assert requests[1].json == {"gated": "manual", "visibility": "private"}
     visibilities, commit = visibility_before_upload(requests)
     assert set(visibilities) == {"private"}
-    assert "README.md" in requests[commit].files and "qa/test-00000-of-00001.parquet" in requests[commit].files
+    assert {"README.md", "provenance.json", "qa/test-00000-of-00001.parquet"} <= set(requests[commit].files)
     assert requests[-1].json == {"visibility": "public"}
 
 
@@ -107,15 +108,51 @@ def test_synthetic_push_needs_no_gate_but_is_still_public_only_after_upload(gold
     assert set(visibilities) == {"private"} and requests[-1].json == {"visibility": "public"}
 
 
-def test_credentialed_folder_without_gating_is_refused_before_any_request(mimic_hub_folder, tmp_path, monkeypatch):
-    folder = tmp_path / "ungated"
-    shutil.copytree(mimic_hub_folder, folder)
+def edited_card(folder, **changes):
+    """The card with its front matter changed as a user could (a key set to None is removed)."""
     metadata, readme = card_of(folder)
-    ungated = {key: value for key, value in metadata.items() if not key.startswith("extra_gated")}
+    metadata = {key: value for key, value in {**metadata, **changes}.items() if value is not None}
     body = readme.split("---", 2)[2]
-    (folder / "README.md").write_text(f"---\n{yaml.safe_dump(ungated)}---{body}")
+    (folder / "README.md").write_text(f"---\n{yaml.safe_dump(metadata)}---{body}")
+
+
+UNGATED = {key: None for key in PHYSIONET_GATING}
+
+
+SYNTHETIC_SOURCES = "source_datasets: ['original'] (expected ['extended|mimic-cxr'])"
+
+
+@pytest.mark.parametrize(
+    "changes, named",
+    [
+        (UNGATED, "no gating form (extra_gated_prompt)"),
+        ({"source_datasets": ["original"], "license": "cc-by-4.0", **UNGATED}, SYNTHETIC_SOURCES),  # a synthetic card
+        ({"source_datasets": ["original"]}, SYNTHETIC_SOURCES),  # gating form kept, sources claimed original
+    ],
+)
+def test_an_edited_card_cannot_push_credentialed_data_ungated(
+    mimic_hub_folder, tmp_path, monkeypatch, capsys, changes, named
+):
+    """Gating follows the provenance the build recorded (`provenance.json`), which an edited card cannot override."""
+    folder = tmp_path / "edited"
+    shutil.copytree(mimic_hub_folder, folder)
+    edited_card(folder, **changes)
+    code, requests = push_to_standin(folder, monkeypatch)
+    assert code == 1 and requests == []  # nothing reached the Hub: no repo, no upload, nothing public
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {folder / 'README.md'} contradicts the build's provenance (mimic-cxr, in ")
+    assert named in err and len(err.splitlines()) == 1
+
+
+def test_a_folder_without_the_recorded_provenance_is_not_pushed(mimic_hub_folder, tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "no-record"
+    shutil.copytree(mimic_hub_folder, folder)
+    (folder / "provenance.json").unlink()
     code, requests = push_to_standin(folder, monkeypatch)
     assert code == 1 and requests == []
+    assert (
+        "has no provenance.json (written by export); run `python -m dataset_builder export" in capsys.readouterr().err
+    )
 
 
 def test_dry_run_prints_the_same_plan(mimic_hub_folder, capsys):
