@@ -12,6 +12,10 @@
 
 `build` takes every field of `BuildOptions` and `EndpointOptions` (the LLM client's config) as a flag, or from
 `--config build.yaml` (flags override the file). `build` and `batch` share the cache `OUT/llm_cache.sqlite`.
+
+Exit status: 0 done; 1 an error (one line says what to fix); 2 no such command or a bad flag; 3 `build` saved a
+build in which some model calls failed: run the same command again to retry only those (`--allow-partial` accepts
+such a build and exits 0).
 """
 
 import argparse
@@ -26,7 +30,7 @@ from transformers import HfArgumentParser
 
 from dataset_builder.build_dir import SUMMARY_FILE, build_lock, check_out_dir, write_build
 from dataset_builder.hub import export_hub_folder, push_hub_folder, push_plan
-from dataset_builder.options import DEFAULT_OUT, BuildOptions, EndpointOptions
+from dataset_builder.options import DEFAULT_OUT, PARTIAL_BUILD_EXIT, BuildOptions, EndpointOptions
 from dataset_builder.pipeline import Pipeline, note_record
 from dataset_builder.provenance import USER
 from dataset_builder.sources import InputError, ReportSource
@@ -96,7 +100,7 @@ def write_batch_files(pipeline: Pipeline) -> bool:
     return True
 
 
-def build_command(argv: list[str]) -> None:
+def build_command(argv: list[str]) -> int:
     options, endpoint = parse_build_args(argv)
     check_out_dir(options.out_dir)
     pipeline = Pipeline(options, endpoint)
@@ -108,12 +112,31 @@ def build_command(argv: list[str]) -> None:
             elif not (options.batch_dir and "translation" in pipeline.llm_stages and write_batch_files(pipeline)):
                 rows = write_build(pipeline, options.out_dir)
                 print_build(pipeline, rows)
+                return partial_build_status(pipeline)
         finally:
             pipeline.close()
+    return 0
 
 
 SKIPS_SHOWN = 10
 """Skipped inputs printed after a build; `summary.json` lists every one."""
+
+
+def partial_build_status(pipeline: Pipeline) -> int:
+    """A saved build in which calls failed is not a success unless --allow-partial says so: one line either way."""
+    failed = pipeline.counts["llm_failed_requests"]
+    if not failed:
+        return 0
+    options = pipeline.options
+    outcome = "accepted by --allow-partial" if options.allow_partial else f"exit status {PARTIAL_BUILD_EXIT}"
+    print(
+        f"{'warning' if options.allow_partial else 'error'}: {failed} model calls failed after their retries, so the "
+        f"build saved in {options.out} lacks what they would have made (see {SUMMARY_FILE}); {outcome}. Run the same "
+        "command again to retry only those calls (answered ones are cached)"
+        + ("." if options.allow_partial else ", or add --allow-partial to accept a partial build."),
+        file=sys.stderr,
+    )
+    return 0 if options.allow_partial else PARTIAL_BUILD_EXIT
 
 
 def print_build(pipeline: Pipeline, rows: dict[str, dict[str, int]]) -> None:
@@ -202,11 +225,10 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     try:
-        COMMANDS[argv[0]](argv[1:])
+        return COMMANDS[argv[0]](argv[1:]) or 0
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    return 0
 
 
 if __name__ == "__main__":

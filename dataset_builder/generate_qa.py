@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dataset_builder.gold import GOLD_TRANSLATOR, SAMPLE_DIR, load_gold_qa
+from dataset_builder.translate import lost_section_reason
 from ko_radiology.prompts import TASK_TYPES, build_messages, format_user_turn
 from ko_radiology.text_checks import is_mostly_korean
 
@@ -79,7 +80,13 @@ def qa_record(
         "messages": build_messages(translation["report_ko"], instruction, answer),
         "generator_model": generator_model,
         "split": split,
+        "translation_flags": translation["quality_flags"],
     }
+
+
+def whole_translations(translations: list[dict]) -> list[dict]:
+    """The translations QA may be built from: none whose Korean report lost a section (the pipeline counts those)."""
+    return [translation for translation in translations if lost_section_reason(translation) is None]
 
 
 class GoldQAGenerator:
@@ -101,7 +108,7 @@ class GoldQAGenerator:
                 self.model,
                 split,
             )
-            for translation in translations
+            for translation in whole_translations(translations)
             for index, row in enumerate(self.gold.get(translation["study_id"], []), start=1)
         ]
 
@@ -153,9 +160,11 @@ class LLMQAGenerator:
         return examples
 
     def generate(self, translations: list[dict], split: str) -> list[dict]:
+        """Chunks are cut before cut reports are left out, so a rerun that completes one keeps the others' chunks
+        (and so their prompts and cache keys)."""
         records = []
         for start in range(0, len(translations), POOL_CHUNK):
-            records += self._generate_chunk(translations[start : start + POOL_CHUNK], split)
+            records += self._generate_chunk(whole_translations(translations[start : start + POOL_CHUNK]), split)
         return records
 
     def _sample_tasks(self, rng: random.Random) -> list[str]:

@@ -50,7 +50,8 @@ _CONFIG_DESCRIPTIONS = {
     "notes": "Reports split into sections (examination, indication, history, technique, comparison, findings, "
     "impression, recommendations, notification, addendum) plus any other sections and parse flags.",
     "translation": "English and Korean text per section, the translator backend and model, and quality flags.",
-    "qa": "Korean report, task type, instruction, answer and chat messages in the shared prompt format.",
+    "qa": "Korean report, task type, instruction, answer, chat messages in the shared prompt format, and the "
+    "quality flags of the translation the pair was built from.",
 }
 
 

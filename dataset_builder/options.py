@@ -13,6 +13,8 @@ GENERATORS = ("llm", "gold")
 CACHE_FILE = "llm_cache.sqlite"
 """The LLM cache lives in the build folder: `build` reads it and `batch collect` fills it, from one `--out`."""
 DEFAULT_OUT = "out/build"
+PARTIAL_BUILD_EXIT = 3
+"""`build`'s exit status when it saved a build in which some model calls failed (without --allow-partial)."""
 
 
 def _help(text: str) -> dict:
@@ -65,6 +67,13 @@ class BuildOptions:
     )
     dry_run: bool = field(
         default=False, metadata=_help("Print the requests, tokens and estimated cost of the llm stages; send nothing.")
+    )
+    allow_partial: bool = field(
+        default=False,
+        metadata=_help(
+            f"Exit 0 when some model calls failed after their retries. Without it such a build is saved but exits "
+            f"{PARTIAL_BUILD_EXIT}; the same command again retries only the failed calls (answered ones are cached)."
+        ),
     )
 
     def __post_init__(self):

@@ -16,7 +16,13 @@ from dataset_builder.schemas import SECTION_NAMES
 from dataset_builder.sections import parse_report
 from dataset_builder.sources import InputError, RawReport, ReportSource
 from dataset_builder.splits import load_split_assignments, split_of
-from dataset_builder.translate import GoldTranslator, HFTranslator, LLMTranslator, translation_record
+from dataset_builder.translate import (
+    GoldTranslator,
+    HFTranslator,
+    LLMTranslator,
+    lost_section_reason,
+    translation_record,
+)
 from ko_radiology.llm import LLMClient, LLMRequest, RunManyOutcome
 from ko_radiology.llm.data_use import redact_url
 
@@ -136,7 +142,10 @@ class Pipeline:
         return [self._translations[note["study_id"]] for note in notes if note["study_id"] in self._translations]
 
     def qa(self, notes: list[dict], split: str) -> list[dict]:
-        records = self.generator.generate(self.translations(notes), split)
+        """QA rows; a report whose translation lost a section gets none (its Korean report is cut), counted."""
+        translations = self.translations(notes)
+        self.counts.update(f"qa_skipped:{reason}" for t in translations if (reason := lost_section_reason(t)))
+        records = self.generator.generate(translations, split)
         self.counts["qa_records"] += len(records)
         return records
 

@@ -60,7 +60,9 @@ QA = datasets.Features(
         "messages": datasets.List(MESSAGE),
         "generator_model": datasets.Value("string"),
         "split": datasets.Value("string"),
+        "translation_flags": datasets.List(datasets.Value("string")),
     }
 )
+"""`translation_flags`: the `quality_flags` of the translation whose `report_ko` the pair was built from."""
 
 FEATURES = {"notes": NOTES, "translation": TRANSLATION, "qa": QA}

@@ -68,6 +68,16 @@ def translation_record(
     }
 
 
+def lost_section_reason(record: dict) -> str | None:
+    """Why a translation record's `report_ko` leaves out a section its English has (a request that failed, or an
+    empty reply), or None when it is whole. QA is never generated from such a cut report."""
+    if any(flag.endswith(":request_failed") for flag in record["quality_flags"]):
+        return "translation_request_failed"
+    if any(not section["ko"].strip() for section in record["sections"]):
+        return "translation_section_empty"
+    return None
+
+
 def _section_flags(name: str, english: str, korean: dict[str, str | None], glossary: Glossary) -> list[str]:
     if name in korean and korean[name] is None:
         return [f"{name}:request_failed"]  # the endpoint never answered: not a translation problem

@@ -6,8 +6,8 @@ It is no radiologist and no LLM: it scores an answer by the share of its content
 (or the reference) also contains, its length (conciseness) and its share of Latin letters (understandability). It
 exists so that the runners,
 `eval.calibrate`, the bench and the tests run offline against a real HTTP judge whose behaviour is known: fixed
-latency, a chosen reply format (`json`, `fenced`, `prose`, `no_score`) and an optional bonus for the first shown
-answer (a position bias to detect). Its calibration table in the README is labelled as the stand-in's.
+latency, a chosen reply format (`json`, `fenced`, `prose`, `no_score`, `refusal`) and an optional bonus for the
+first shown answer (a position bias to detect). Its calibration table in the README is labelled as the stand-in's.
 """
 
 import argparse
@@ -23,7 +23,9 @@ from ko_radiology.judge.rubrics import SCORE_MAX, SCORE_MIN
 from ko_radiology.llm import estimate_tokens
 from ko_radiology.reference_metrics import kiwi
 
-REPLY_FORMATS = ("json", "fenced", "prose", "no_score")
+REPLY_FORMATS = ("json", "fenced", "prose", "no_score", "refusal")
+REFUSAL = "평가 불가 (1~4점 중 어느 것도 아님)"
+"""A judge declining to score, naming the scale: no score (a lax reader once took the scale's 4 for one)."""
 _ANSWER_HEADER = re.compile(re.escape(ANSWER_MARKER.format(number=0)).replace("0", r"\d+"))
 _BLOCK = re.compile(r"(\[[^\]\n]+\])\n(.*)", re.DOTALL)
 
@@ -84,6 +86,8 @@ def judge_reply(prompt: str, reply_format: str, first_bonus: int) -> str:
         return "평가 결과입니다.\n```json\n" + json.dumps({"judgements": judgements}, ensure_ascii=False) + "\n```"
     if reply_format == "prose":
         return "\n".join(f"답변 {j['answer']}: {j['rationale']}. 점수: {j['score']}" for j in judgements)
+    if reply_format == "refusal":
+        return REFUSAL
     return "답변들을 검토했습니다. 전반적으로 판독문과 관련된 내용입니다."
 
 

@@ -16,6 +16,8 @@ from dataset_builder.__main__ import main
 from dataset_builder.build_dir import LOCK_FILE, STAGING_MARKER
 from dataset_builder.glossary import Glossary
 from dataset_builder.gold import SAMPLE_DIR
+from dataset_builder.options import PARTIAL_BUILD_EXIT
+from dataset_builder.schemas import FEATURES
 from dataset_builder.translation_checks import check_section
 from ko_radiology.llm import ResponseStore, cache_key
 from tests.batch_api_standin import BatchApiStandin
@@ -164,7 +166,7 @@ def test_garbage_from_the_endpoint_becomes_flags_not_a_crash(proxy, tiny_server,
     out = tmp_path / "build"
     proxy.script(Fault.malformed(match="IMPRESSION"), Fault.malformed(match="IMPRESSION"))
     args = build_args(proxy, tiny_server, out, 1, "--max-retries", "1", "--backoff-base-s", "0.01")
-    assert main([arg if arg != "translation,qa" else "translation" for arg in args]) == 0
+    assert main([arg if arg != "translation,qa" else "translation" for arg in args]) == PARTIAL_BUILD_EXIT
     (row,) = load_from_disk(str(out / "translation"))["train"]
     impression = next(section for section in row["sections"] if section["name"] == "impression")
     assert impression["ko"] == "" and "impression:request_failed" in row["quality_flags"]
@@ -302,10 +304,69 @@ def test_a_build_whose_every_request_failed_fails_and_the_next_one_resumes(proxy
 def test_failed_question_requests_are_their_own_reason(proxy, tiny_server, tmp_path):
     out = tmp_path / "build"
     proxy.script(Fault.http_status(500, match="작업 유형"), Fault.http_status(500, match="작업 유형"))
-    assert main(build_args(proxy, tiny_server, out, 1, "--max-retries", "0")) == 0
+    assert main(build_args(proxy, tiny_server, out, 1, "--max-retries", "0")) == PARTIAL_BUILD_EXIT
     summary = summary_of(out)
     assert summary["qa_rejected"]["question_request_failed"] == 2
     assert "question_malformed" not in summary["qa_rejected"] and summary["counts"]["llm_failed_requests"] == 2
+
+
+def user_turns(bodies):
+    return [body["messages"][-1]["content"] for body in bodies]
+
+
+def test_failed_calls_exit_3_keep_qa_off_cut_reports_and_a_rerun_sends_only_what_they_cost(
+    proxy, tiny_server, tmp_path, capsys
+):
+    """One FINDINGS translation and one question request fail (no retries): the build is saved and exits 3; no QA
+    request carries the report that lost its FINDINGS; the same command again sends the two failed calls and the QA
+    of the report they completed, nothing that was answered, and exits 0."""
+    out = tmp_path / "build"
+    args = build_args(proxy, tiny_server, out, REPORTS, "--max-retries", "0")
+    proxy.script(Fault.http_status(500, match="Section: FINDINGS"), Fault.http_status(500, match="작업 유형"))
+    capsys.readouterr()
+    assert main(args) == PARTIAL_BUILD_EXIT
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("error: 2 model calls failed") and "--allow-partial" in err
+    translations = [row for split in load_from_disk(str(out / "translation")).values() for row in split]
+    (cut,) = [row for row in translations if "findings:request_failed" in row["quality_flags"]]
+    assert "소견:" not in cut["report_ko"]
+    answered = {cache_key(body) for body in proxy.forwarded}
+    failed = {cache_key(r.body) for r in proxy.requests if r.outcome == "status:500"}
+    assert not [turn for turn in user_turns(proxy.forwarded) if cut["report_ko"] in turn and "[판독문]" in turn]
+    counts = summary_of(out)["counts"]
+    assert counts["qa_skipped:translation_request_failed"] == 1 and counts["llm_failed_requests"] == 2
+
+    proxy.reset()
+    assert main(args) == 0 and "error" not in capsys.readouterr().err
+    rerun = {cache_key(body): body for body in proxy.forwarded}
+    assert failed <= rerun.keys() and not answered & rerun.keys()
+    (whole,) = [
+        row for split in load_from_disk(str(out / "translation")).values() for row in split
+        if row["study_id"] == cut["study_id"]
+    ]  # fmt: skip
+    assert "소견:" in whole["report_ko"] and "findings:request_failed" not in whole["quality_flags"]
+    others = [body for key, body in rerun.items() if key not in failed]  # the QA the cut report did not get
+    assert others and all(whole["report_ko"] in turn for turn in user_turns(others))
+    counts = summary_of(out)["counts"]
+    assert counts["llm_failed_requests"] == 0 and not any(key.startswith("qa_skipped") for key in counts)
+
+
+def test_qa_rows_carry_their_translations_flags_and_allow_partial_exits_0(proxy, tiny_server, tmp_path, capsys):
+    out = tmp_path / "build"
+    args = build_args(proxy, tiny_server, out, REPORTS, "--max-retries", "0", "--generator", "gold")
+    proxy.script(Fault.http_status(500, match="Section: FINDINGS"))
+    capsys.readouterr()
+    assert main([*args, "--allow-partial"]) == 0
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("warning: 1 model calls failed") and "accepted by --allow-partial" in err
+    translations = {row["study_id"]: row for row in load_from_disk(str(out / "translation"))["train"]}
+    (cut,) = [study for study, row in translations.items() if "findings:request_failed" in row["quality_flags"]]
+    qa = load_from_disk(str(out / "qa"))["train"]
+    assert qa.features == FEATURES["qa"] and set(qa["study_id"]) == set(translations) - {cut}
+    for row in qa:
+        assert row["translation_flags"] == translations[row["study_id"]]["quality_flags"]
+        assert row["report_ko"] == translations[row["study_id"]]["report_ko"]
+    assert summary_of(out)["counts"]["qa_skipped:translation_request_failed"] == 1
 
 
 def corrupt(cache):

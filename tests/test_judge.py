@@ -11,6 +11,7 @@ from ko_radiology.judge import (
     JudgeConfig,
     JudgeItem,
     evaluate_with_judge,
+    get_criterion,
     longer_wins_rate,
     parse_judgements,
     swap_flip_rate,
@@ -49,7 +50,74 @@ def test_parsing_reads_json_fences_and_prose_and_never_invents_a_score():
         (parsed,) = parse_judgements(reply, 1)
         assert parsed.score is None and parsed.error, reply
     half = parse_judgements('[{"answer": 1, "score": 2}]', 2)
-    assert half[0].score == 2 and half[1].score is None and half[1].error == "no judgement for this answer"
+    assert half[0].score == 2 and half[1].score is None and half[1].error.startswith("no score found for this answer")
+
+
+RUBRIC_ECHO = "\n".join(line for line in get_criterion("accuracy").rubric.splitlines() if "점:" in line)
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        # The forms the prompt asks for, in prose and markdown: one score each.
+        ("점수: 3", [3]),
+        ("정확하게 답했습니다. 3점입니다.", [3]),
+        ("Score: 4", [4]),
+        ("The answer matches the report, so I give it a score of 4.", [4]),
+        ("**점수: 3**", [3]),
+        ("## 평가\n- 근거: 좌우와 위치가 판독문과 같음\n- **점수**: 4", [4]),
+        ("```\n근거: 크기가 빠짐\n점수: 3\n```", [3]),
+        ("점수: 2점. 중요한 소견 하나가 빠져 2점을 줍니다.", [2]),
+        ("답변 1: 근거 있는 내용 형태소 비율 0.95. 점수: 4", [4]),  # the stand-in's prose, a decimal in the rationale
+        ("3점: 대체로 정확하나 크기가 빠졌다.", [3]),  # one rubric line chosen as the verdict
+        (RUBRIC_ECHO + "\n\n위 기준에 따라 점수: 3", [3]),  # the rubric echoed, then the score
+        ("1점: 모순 2점: 일부만 3점: 대체로 4점: 정확. 이 답변은 2점", [2]),
+        # JSON, also wrapped in prose, a fence, or with the score as text.
+        ('평가 결과입니다.\n{"judgements": [{"answer": 1, "rationale": "정확", "score": 4}]}\n감사합니다.', [4]),
+        ('```json\n{"judgements": [{"answer": 1, "rationale": "크기 누락", "score": 3}]}\n```', [3]),
+        ('{"rationale": "근거", "score": "3점"}', [3]),
+        # Refusals and scale statements: no score.
+        ("평가 불가 (1~4점 중 어느 것도 아님)", [None]),
+        ("판독문이 비어 있어 평가할 수 없습니다.", [None]),
+        ("I cannot evaluate this answer without the images.", [None]),
+        ("1~4점 척도로 평가합니다.", [None]),
+        ("Rating: 4", [None]),  # not a form the prompt asked for
+        ("", [None]),
+        # Ranges, fractions, other scales, out of range.
+        ("점수: 2-3", [None]),
+        ("2~3점", [None]),
+        ("score: 2 or 3", [None]),
+        ("score: 4/10", [None]),
+        ("점수: 3/4", [None]),
+        ("Score: 3 out of 4", [None]),
+        ("10점 만점에 8점", [None]),
+        ("점수: 5", [None]),
+        ("0점", [None]),
+        ("점수: 3.5", [None]),
+        ('{"score": 0}', [None]),
+        ('{"score": 7}', [None]),
+        ('{"rationale": "애매함", "score": "2-3"}', [None]),
+        # Several different scores for one answer.
+        ("점수는 2점 또는 3점입니다", [None]),
+        ("처음에는 점수: 3 이라고 생각했으나 다시 보니 최종 점수: 4", [None]),
+        ('초안 {"score": 2}\n최종 {"score": 3}', [None]),
+        ('{"judgements": [{"answer": 1, "score": 4}, {"answer": 1, "score": 2}]}', [None, None]),
+        # Several answers in one reply.
+        ("답변 1: 정확함. 점수: 4\n답변 2: 좌우가 틀림. 점수: 1", [4, 1]),
+        ("Answer 1: score 3\nAnswer 2: score 2", [3, 2]),
+        ("- **답변 1**: 4점\n- **답변 2**: 2점", [4, 2]),
+        ("[답변 1] 점수: 3\n[답변 2] 점수: 2-3", [3, None]),
+        ("답변 2: 점수 1", [None, 1]),
+        ('{"judgements": [{"answer": 2, "score": 1}, {"answer": 1, "score": 4}]}', [4, 1]),
+    ],
+)
+def test_a_reply_is_a_score_only_when_it_states_one_score_in_range(reply, expected):
+    parsed = parse_judgements(reply, len(expected))
+    assert [p.score for p in parsed] == expected
+    for judgement in parsed:
+        assert (judgement.error is None) == (judgement.score is not None)
+        if judgement.error:  # the reason, then the raw reply, whole
+            assert judgement.error.endswith(f" in the reply {reply!r}")
 
 
 def test_shuffled_orders_are_seeded_and_mapped_back(stand_in, tmp_path):

@@ -1,26 +1,36 @@
-"""Reading a judge's reply: strict JSON when the server honoured the schema, tolerant otherwise.
+"""Reading a judge's reply: strict JSON when the server honoured the schema, tolerant of its wrapping otherwise.
 
 Servers that ignore `response_format` (`transformers serve`, many proxies) wrap the JSON in prose or code fences,
-or answer in prose outright. Whatever cannot be read as a score in range is a failure with its reason, never a 0:
-the original scored every unparseable reply 0, which reads as "the worst answer" rather than "no judgement".
+or answer in prose outright ("답변 1: ... 점수: 3", "3점", "Answer 1: score 3"). Tolerant of the wrapping, strict on
+the score: an answer is scored only when the reply states exactly one score in range for it. A refusal, a range
+("2-3"), a fraction or another scale ("4/10", "3/4"), an out-of-range number or two different scores is a failure
+with its reason and the raw reply, never a score and never a 0: the original scored every unparseable reply 0, which
+reads as "the worst answer" rather than "no judgement", and a lax reading turned "1~4점 중 어느 것도 아님" into a 4.
 """
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from ko_radiology.judge.rubrics import SCORE_MAX, SCORE_MIN
 
 RATIONALE_CHARS = 300
-"""Rationales are kept short in results and CSVs; the full reply stays in the cache."""
+"""Rationales are kept short in results and CSVs; the full reply stays in the cache and in each failure's error."""
 
-_SCORE = rf"([{SCORE_MIN}-{SCORE_MAX}])(?![0-9.])"
-_NUMBERED_PROSE = re.compile(
-    rf"(?:답변|answer)\s*#?\s*(\d+)\s*[\]):：-]?[^\n]{{0,60}}?(?:점수|score)\s*[:：=]?\s*{_SCORE}", re.IGNORECASE
+_NUMBER = r"(?<![\d.])\d+(?:\.\d+)?"
+_SPAN = rf"{_NUMBER}(?:\s*(?:[-~–〜/,]|to|or|and|out of|또는|내지|및)\s*\d+(?:\.\d+)?)*"
+"""A number with what follows it: "3", or a range, fraction or list ("2-3", "4/10", "2, 3") that is no one score."""
+_MENTION = re.compile(
+    rf"(?:점수|score[sd]?)[\s*_#:：=]*(?:는|은|is|of)?[\s*_#:：=]*({_SPAN})|({_SPAN})\s*점(?!수)", re.IGNORECASE
 )
-_NUMBERED_PROSE_POINTS = re.compile(rf"(?:답변|answer)\s*#?\s*(\d+)\s*[\]):：-]?[^\n\d]{{0,60}}?{_SCORE}\s*점")
-_SINGLE_PROSE = re.compile(rf"(?:점수|score)\s*[:：=]?\s*{_SCORE}|{_SCORE}\s*점", re.IGNORECASE)
+"""Where a prose reply states a score: "점수: 3", "**Score:** 3", "점수는 3", "3점"."""
+_MARKER = re.compile(r"(?:답변|answer)\s*#?\s*(\d+)(?!\d|\s*점(?!수))", re.IGNORECASE)
+"""Where a prose reply turns to one answer: "답변 1", "[답변 2]", "Answer 3" (not "답변 3점")."""
+_RUBRIC_LABEL = re.compile(r"(?<![\d.])(\d+)\s*점[\s*]*[:：]")
+"""A rubric item's label ("4점: 판독문과 완전히 일치..."); labels of two different scores are the rubric echoed."""
+_JSON_START = re.compile(r"[{\[]")
 
 
 @dataclass(frozen=True)
@@ -33,17 +43,43 @@ class ParsedJudgement:
     error: str | None = None
 
 
-def _json_candidates(text: str):
-    """The whole reply, the inside of a code fence, then every balanced-looking `{...}`/`[...]` span."""
-    yield text
-    yield from re.findall(r"```(?:json)?\s*(.*?)```", text, flags=re.DOTALL)
-    decoder = json.JSONDecoder()
-    for start, char in enumerate(text):
-        if char in "{[":
-            try:
-                yield decoder.raw_decode(text[start:])[0]
-            except ValueError:
-                continue
+def _score_of(value: Any) -> int | None:
+    """3, 3.0, "3" and "3점" read as 3; anything else ("2-3", "4/10", 3.5, 5, True) as None."""
+    if isinstance(value, str) and (match := re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(?:점)?\s*", value)):
+        value = float(match.group(1))
+    if isinstance(value, bool) or not isinstance(value, int | float) or not float(value).is_integer():
+        return None
+    return int(value) if SCORE_MIN <= value <= SCORE_MAX else None
+
+
+def _judgement(number: int, values: list[Any], rationale: str) -> ParsedJudgement:
+    """Exactly one score in range among what the reply stated for one answer, or a failure saying what was wrong."""
+    scores = [_score_of(value) for value in values]
+    if None in scores:
+        bad = values[scores.index(None)]
+        return ParsedJudgement(number, None, "", f"{bad!r} is not one integer score {SCORE_MIN}-{SCORE_MAX}")
+    if len(distinct := sorted(set(scores))) > 1:
+        return ParsedJudgement(number, None, "", f"several scores ({', '.join(map(str, distinct))}) for one answer")
+    return ParsedJudgement(number, scores[0], rationale)
+
+
+def _json_values(text: str) -> Iterator[Any]:
+    """The whole reply, each code fence's inside, then each `{...}`/`[...]` value in the text (a value that holds
+    judgements is read whole; its inner objects are not read again)."""
+    for candidate in (text, *re.findall(r"```(?:json)?\s*(.*?)```", text, flags=re.DOTALL)):
+        try:
+            yield json.loads(candidate)
+        except ValueError:
+            continue
+    decoder, start = json.JSONDecoder(), 0
+    while match := _JSON_START.search(text, start):
+        try:
+            value, end = decoder.raw_decode(text, match.start())
+        except ValueError:
+            start = match.start() + 1
+            continue
+        yield value
+        start = end if _json_items(value) is not None else match.start() + 1
 
 
 def _json_items(data: Any) -> list[dict] | None:
@@ -57,64 +93,52 @@ def _json_items(data: Any) -> list[dict] | None:
     return None
 
 
-def _load_items(text: str) -> list[dict] | None:
-    """The first candidate that decodes to judgements (a stray `[1]` in prose is skipped)."""
-    for candidate in _json_candidates(text.strip()):
-        if isinstance(candidate, str):
-            try:
-                candidate = json.loads(candidate)
-            except ValueError:
-                continue
-        if (items := _json_items(candidate)) is not None:
-            return items
-    return None
+def _from_json(lists: list[list[dict]], num_answers: int) -> dict[int, ParsedJudgement]:
+    """Every judgement object the reply holds, by answer; objects that disagree on an answer's score are a failure."""
+    values: dict[int, list[Any]] = {}
+    rationales: dict[int, str] = {}
+    for items in lists:
+        for position, item in enumerate(items, start=1):
+            number = item.get("answer", position)
+            number = number if isinstance(number, int) and not isinstance(number, bool) else position
+            if 1 <= number <= num_answers:
+                values.setdefault(number, []).append(item.get("score"))
+                rationale = str(item.get("rationale") or item.get("reason") or "")[:RATIONALE_CHARS]
+                rationales.setdefault(number, rationale)
+    return {number: _judgement(number, found, rationales[number]) for number, found in values.items()}
 
 
-def _score_of(value: Any) -> int | None:
-    """3, 3.0, "3" and "3점" read as 3; anything else (or out of range) as None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float) and float(value).is_integer():
-        value = int(value)
-    elif isinstance(value, str) and (match := re.fullmatch(r"\s*(\d+)\s*(?:점)?\s*", value)):
-        value = int(match.group(1))
-    else:
-        return None
-    return value if SCORE_MIN <= value <= SCORE_MAX else None
-
-
-def _from_items(items: list[dict], num_answers: int) -> dict[int, ParsedJudgement]:
-    found: dict[int, ParsedJudgement] = {}
-    for position, item in enumerate(items, start=1):
-        number = item.get("answer", position)
-        number = number if isinstance(number, int) and not isinstance(number, bool) else position
-        if not 1 <= number <= num_answers or number in found:
-            continue
-        rationale = str(item.get("rationale") or item.get("reason") or "")[:RATIONALE_CHARS]
-        score = _score_of(item.get("score"))
-        error = None if score is not None else f"score {item.get('score')!r} is not an integer {SCORE_MIN}-{SCORE_MAX}"
-        found[number] = ParsedJudgement(number, score, rationale, error)
-    return found
+def _prose_parts(text: str, num_answers: int) -> dict[int, str]:
+    """The prose about each answer: from its marker to the next; with one answer, also what no marker claims."""
+    markers = list(_MARKER.finditer(text))
+    parts: dict[int, list[str]] = {1: [text[: markers[0].start()] if markers else text]} if num_answers == 1 else {}
+    for index, marker in enumerate(markers):
+        end = markers[index + 1].start() if index + 1 < len(markers) else len(text)
+        parts.setdefault(int(marker.group(1)), []).append(text[marker.end() : end])
+    return {number: "\n".join(parts[number]) for number in range(1, num_answers + 1) if number in parts}
 
 
 def _from_prose(text: str, num_answers: int) -> dict[int, ParsedJudgement]:
     snippet = " ".join(text.split())[:RATIONALE_CHARS]
-    found: dict[int, ParsedJudgement] = {}
-    for pattern in (_NUMBERED_PROSE, _NUMBERED_PROSE_POINTS):
-        for match in pattern.finditer(text):
-            number, score = int(match.group(1)), int(match.group(2))
-            if 1 <= number <= num_answers and number not in found:
-                found[number] = ParsedJudgement(number, score, snippet)
-    if not found and num_answers == 1:
-        scores = {int(next(g for g in match.groups() if g)) for match in _SINGLE_PROSE.finditer(text)}
-        if len(scores) == 1:  # two different numbers in prose about one answer: no way to tell which is the score
-            found[1] = ParsedJudgement(1, scores.pop(), snippet)
+    found = {}
+    for number, part in _prose_parts(text, num_answers).items():
+        if len(set(_RUBRIC_LABEL.findall(part))) > 1:  # one "3점: 대체로 정확" is a verdict, "1점: ... 4점: ..." not
+            part = _RUBRIC_LABEL.sub(" ", part)
+        mentions = [first or second for first, second in _MENTION.findall(part)]
+        if mentions:
+            found[number] = _judgement(number, mentions, snippet)
     return found
 
 
 def parse_judgements(text: str, num_answers: int) -> list[ParsedJudgement]:
-    """One `ParsedJudgement` per shown answer, in shown order; unreadable ones carry the reason in `error`."""
-    items = _load_items(text)
-    found = _from_items(items, num_answers) if items is not None else _from_prose(text, num_answers)
-    reason = "no judgement for this answer" if found else f"no score found in the reply: {text[:120]!r}"
-    return [found.get(number) or ParsedJudgement(number, None, "", reason) for number in range(1, num_answers + 1)]
+    """One `ParsedJudgement` per shown answer, in shown order; unreadable ones carry the reason and the raw reply in
+    `error`."""
+    lists = [items for value in _json_values(text.strip()) if (items := _json_items(value)) is not None]
+    found = _from_json(lists, num_answers) if lists else _from_prose(text, num_answers)
+    parsed = []
+    for number in range(1, num_answers + 1):
+        judgement = found.get(number) or ParsedJudgement(number, None, "", "no score found for this answer")
+        if judgement.error:
+            judgement = ParsedJudgement(number, None, "", f"{judgement.error} in the reply {text!r}")
+        parsed.append(judgement)
+    return parsed
