@@ -87,13 +87,13 @@ def lora_config():
 
 
 def run_plain_trl(variant: str, dataset_dir: str, output_dir: str, max_steps: int) -> None:
-    from datasets import load_dataset
     from trl import SFTConfig, SFTTrainer
 
+    from ko_radiology.dataset_folders import load_dataset_config
     from ko_radiology.models import cpu_training_dtype, model_path
     from ko_radiology.prompts import build_messages
 
-    train = load_dataset(dataset_dir, "qa", split="train")
+    train = load_dataset_config(dataset_dir, "qa", split="train")
     train = train.map(
         lambda row: {"messages": build_messages(row["report_ko"], row["instruction"], row["answer"])},
         remove_columns=train.column_names,

@@ -75,9 +75,9 @@ def parse_model_spec(spec: str) -> ModelSpec:
 def read_questions(path: str, split: str) -> pd.DataFrame:
     """Questions from a CSV, or from a dataset folder's `qa` config (report_ko, instruction, answer)."""
     if Path(path).is_dir():
-        import datasets
+        from ko_radiology.dataset_folders import load_dataset_config
 
-        rows = datasets.load_dataset(str(path), "qa", split=split).to_pandas()
+        rows = load_dataset_config(str(path), "qa", split=split).to_pandas()
         rename = {"id": ID, "report_ko": REPORT, "instruction": QUESTION, "answer": REFERENCE}
         return rows[list(rename)].rename(columns=rename)
     table = read_table(path)

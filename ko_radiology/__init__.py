@@ -5,7 +5,8 @@
 - `llm`: the one client for every model call (OpenAI-compatible chat and Batch API, cache and cost ledger, rate
   limits, the PhysioNet data-use guard); `judge`: the LLM judge built on it.
 - `text_checks`, `reference_metrics`, `statistics`: Korean text checks, judge-free metrics, confidence intervals;
-  `atomic_io`: writes that land whole or not at all; `cpu_blas`: MKL's fast kernels on AMD CPUs (load before torch).
+  `atomic_io`: writes that land whole or not at all; `dataset_folders`: a Hub-shaped folder read afresh, never a stale
+  cache of another folder of the same name; `cpu_blas`: MKL's fast kernels on AMD CPUs (load before torch).
 
 The four deployables (`dataset_builder`, `training`, `space`, `eval`) import from here and never copy it.
 """

@@ -14,11 +14,14 @@ The server answers one request at a time on CPU; keep `max_tokens` small (a few 
 the tests before that one run.
 """
 
+import os
+import shutil
 import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import datasets
 import httpx
 import pytest
 
@@ -28,6 +31,13 @@ from ko_radiology.models import is_prepared, model_path
 from space.demo import Service, model_server, start, stop, wait_ready
 
 SERVER_START_TIMEOUT_S = 180
+
+# `datasets` caches a local folder by its name, not its content (see ko_radiology.dataset_folders), and the tests load
+# folders as users do, with plain `load_dataset`: each session gets a cache of its own, so a folder named like one an
+# earlier run (of older code) loaded never reads that run's rows. Subprocesses inherit it through the environment.
+DATASETS_CACHE = Path(tempfile.mkdtemp(prefix="ko-radiology-tests-datasets-"))
+os.environ["HF_DATASETS_CACHE"] = str(DATASETS_CACHE)
+datasets.config.HF_DATASETS_CACHE = DATASETS_CACHE
 
 
 @pytest.fixture(scope="session")
@@ -83,6 +93,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(DATASETS_CACHE, ignore_errors=True)
     if (server := config.stash.get(_LAUNCHED, None)) is not None and server.process.poll() is None:
         stop(server)  # launched at collection, but no test that needs it ran
 

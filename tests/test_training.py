@@ -3,12 +3,14 @@
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import datasets
+import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
@@ -17,6 +19,7 @@ from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from eval.compare import read_questions
 from ko_radiology.generation import load_for_generation, stop_token_ids, to_answer
 from ko_radiology.models import EMBEDDED_HUB_IDS, prepare_tiny_model
 from ko_radiology.prompts import build_messages
@@ -139,6 +142,19 @@ def test_labels_keep_only_the_answer(gold_hub_folder, tokenizer):
     assert torch.equal(labels[len(prompt) :], input_ids[len(prompt) :])
     answer = tokenizer.encode(row["answer"] + "<end_of_turn>\n", add_special_tokens=False)
     assert labels[len(prompt) :].tolist() == answer
+
+
+def test_two_folders_of_the_same_name_load_their_own_rows(gold_hub_folder, tmp_path):
+    """`datasets` caches a local folder by its name: a second export called `ko-cxr-qa` (fewer rows here) must not be
+    read as the first one, by training (`load_qa_splits`) or by eval (`read_questions`)."""
+    full, cut = tmp_path / "full" / gold_hub_folder.name, tmp_path / "cut" / gold_hub_folder.name
+    shutil.copytree(gold_hub_folder, full)
+    shutil.copytree(gold_hub_folder, cut)
+    (train_file,) = (cut / "qa").glob("train-*.parquet")
+    pq.write_table(pq.read_table(train_file).slice(0, 5), train_file)
+    rows = {folder: load_qa_splits(str(folder), "qa", ["train"])["train"].num_rows for folder in (full, cut, full)}
+    assert rows[cut] == 5 < rows[full]
+    assert len(read_questions(str(cut), "train")) == 5
 
 
 def test_conversation_per_report_labels_every_answer_and_reads_the_report_once(gold_hub_folder, tokenizer):

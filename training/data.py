@@ -8,9 +8,10 @@ end-of-turn tokens the chat template puts after them, so the model learns to ans
 import random
 from pathlib import Path
 
-from datasets import Dataset, DatasetDict, load_dataset
+from datasets import Dataset, DatasetDict
 from transformers import PreTrainedTokenizerBase
 
+from ko_radiology.dataset_folders import load_dataset_config
 from ko_radiology.prompts import build_messages
 
 REQUIRED_COLUMNS = ("report_ko", "instruction", "answer")
@@ -20,7 +21,7 @@ OVERLONG_POLICIES = ("drop", "truncate")
 def load_qa_splits(name_or_path: str, config_name: str, splits: list[str]) -> DatasetDict:
     """Load `splits` of the dataset config and check each has rows and the columns the prompt needs."""
     try:
-        dataset = load_dataset(name_or_path, config_name)
+        dataset = load_dataset_config(name_or_path, config_name)
     except (FileNotFoundError, ValueError) as error:
         if "corresponds to no data" in str(error):
             raise ValueError(
