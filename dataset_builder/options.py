@@ -121,7 +121,7 @@ class BuildOptions:
         return Path(self.out)
 
 
-@dataclass
+@dataclass(frozen=True)  # as its base, the client's config
 class EndpointOptions(LLMClientConfig):
     """The endpoint flags of `build` and `batch`: every `LLMClientConfig` field, with `model` optional until a client
     is built (gold and notes-only builds need none) and the cache inside the build folder unless given."""

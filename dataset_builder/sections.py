@@ -112,6 +112,8 @@ def parse_report(text: str) -> ParsedReport:
         text: The report as found in `files/pNN/pNNNNNNNN/sNNNNNNNN.txt` (already decoded).
     """
     parsed = ParsedReport()
+    if "\r" in text:  # Windows (\r\n) and old Mac (\r) line ends: headers and paragraphs are found by \n
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
     if "FINAL REPORT" not in text:
         parsed.flags.append("no_final_report_header")
     # "\n" first, so a header on the first line also follows a newline. split() gives

@@ -27,6 +27,8 @@ from transformers import HfArgumentParser
 from eval.options import client_config, endpoint_options
 from eval.tables import ANSWER_SUFFIX, ID, QUESTION, REFERENCE, REPORT, read_table, require_columns, write_table
 from ko_radiology.llm import DataUseError, LLMClient, LLMRequest
+from ko_radiology.llm.config import check_base_url
+from ko_radiology.llm.data_use import redact_url
 from ko_radiology.prompts import build_messages
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -65,9 +67,11 @@ class ModelSpec:
 def parse_model_spec(spec: str) -> ModelSpec:
     name, sep, target = spec.partition("=")
     if not sep or not target or not _NAME.fullmatch(name):
-        raise ValueError(f"--model {spec!r} is not NAME=TARGET (NAME of letters, digits, _.-), e.g. tuned=out/lora.")
-    if target.startswith(("http://", "https://")):
+        shown = redact_url(spec)  # it may hold a URL with a key
+        raise ValueError(f"--model {shown!r} is not NAME=TARGET (NAME of letters, digits, _.-), e.g. tuned=out/lora.")
+    if "://" in target:  # a URL, never a folder: only http(s) with a host and a valid port
         url, _, served = target.partition("#")
+        check_base_url(url)
         return ModelSpec(name, url, served or name)
     return ModelSpec(name, target)
 

@@ -99,8 +99,12 @@ class BatchApiStandin(LoopbackServer):
             def do_GET(self) -> None:
                 api.calls.append(f"GET {self.path}")
                 path = self.path.split("?")[0]
-                if match := re.fullmatch(r"/v1/batches/([\w-]+)", path):
+                if (match := re.fullmatch(r"/v1/batches/([\w-]+)", path)) and match.group(1) in api.batches:
                     self._send(200, json.dumps(api.retrieve_batch(match.group(1))).encode())
+                elif match:  # as OpenAI answers an unknown batch id
+                    self._send(
+                        404, json.dumps({"error": {"message": f"No batch found with id '{match.group(1)}'."}}).encode()
+                    )
                 elif match := re.fullmatch(r"/v1/files/([\w-]+)/content", path):
                     self._send(200, api.files[match.group(1)], "application/octet-stream")
                 else:

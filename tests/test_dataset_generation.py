@@ -263,6 +263,8 @@ def test_batch_submit_and_collect_fill_the_builds_cache(proxy, tiny_server, tmp_
         assert main(["batch", "collect", batch_id, *endpoint]) == 0  # no --cache-path: OUT's cache, like build
     collected = capsys.readouterr().out
     assert f"{lines} answers cached in {out / 'llm_cache.sqlite'}" in collected and "1 failed" in collected
+    (output,) = (out / "batches").glob("batch_0-output.jsonl")  # report text and answers: private like the cache
+    assert (output.stat().st_mode & 0o777, output.parent.stat().st_mode & 0o777) == (0o600, 0o700)
     assert api.calls == [
         f"{call}?api-version=2024-10-21"
         for call in ("POST /v1/files", "POST /v1/batches", "GET /v1/batches/batch_0", "GET /v1/files/file-1/content")

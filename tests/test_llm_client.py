@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -20,7 +19,6 @@ import textwrap
 import time
 from pathlib import Path
 
-import openai
 import pytest
 
 from ko_radiology.llm import (
@@ -38,6 +36,7 @@ from ko_radiology.llm import (
     check_data_use,
 )
 from ko_radiology.llm.cache import OUTCOMES, SCHEMA
+from ko_radiology.llm.errors import BatchApiError
 from tests.batch_simulator import simulate_openai_batch
 from tests.fault_proxy import ConnectionCounter, Fault, FaultProxy
 
@@ -88,6 +87,8 @@ def client(tmp_path, proxy, tiny_server):
     [
         ({"model": ""}, "model"),
         ({"base_url": "127.0.0.1:8000"}, "base_url"),
+        ({"base_url": "http://127.0.0.1:99999/v1"}, "base_url"),
+        ({"base_url": "http://127.0.0.1:0/v1"}, "base_url"),
         ({"max_concurrency": 0}, "max_concurrency"),
         ({"requests_per_minute": 0}, "requests_per_minute"),
         ({"max_retries": -1}, "max_retries"),
@@ -426,7 +427,7 @@ def test_environment_proxies_are_ignored_by_chat_and_batch_calls(tmp_path, proxy
         client = make_client(tmp_path, proxy.base_url, tiny_server.model, max_retries=0)
         client.complete(report_requests(1)[0])
         batch_file = client.write_batch_jsonl(report_requests(1, prefix="batch"), tmp_path / "batch").paths[0]
-        with pytest.raises(openai.NotFoundError):  # transformers serve has no Files API: the upload reached it
+        with pytest.raises(BatchApiError, match="HTTP 404"):  # transformers serve has no Files API: it was reached
             client.submit_batch(batch_file)
     assert counter.connections == 0
     assert [request.path.split("?")[0] for request in proxy.requests] == ["/v1/chat/completions", "/v1/files"]
@@ -438,7 +439,7 @@ def test_azure_key_header_and_query_params_reach_chat_and_batch_calls(tmp_path, 
     client = make_client(tmp_path, proxy.base_url, tiny_server.model, max_retries=0, **azure)
     client.complete(report_requests(1)[0])
     batch_file = client.write_batch_jsonl(report_requests(1, prefix="batch"), tmp_path / "batch").paths[0]
-    with pytest.raises(openai.NotFoundError):
+    with pytest.raises(BatchApiError, match="serves no Files and Batch API"):
         client.submit_batch(batch_file)
     assert len(proxy.requests) == 2
     for request in proxy.requests:
@@ -446,34 +447,27 @@ def test_azure_key_header_and_query_params_reach_chat_and_batch_calls(tmp_path, 
         assert request.headers["api-key"] == "azure-key-123" and "authorization" not in request.headers
 
 
-def outward_address() -> str | None:
-    """This machine's address on its default route (not loopback), or None; a UDP connect sends nothing."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.connect(("192.0.2.1", 9))
-        except OSError:
-            return None
-        address = probe.getsockname()[0]
-    return None if address.startswith("127.") else address
+def test_the_config_is_frozen_so_every_call_goes_to_the_host_the_guard_checked(tmp_path, proxy, tiny_server):
+    requests = report_requests(3)
+    with ConnectionCounter() as elsewhere:
+        other = f"http://127.0.0.1:{elsewhere.port}/v1"
+        client = make_client(tmp_path, proxy.base_url, tiny_server.model, max_retries=0)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            client.config.base_url = other
+        with pytest.raises(AttributeError):
+            client.config = dataclasses.replace(client.config, base_url=other)
 
+        async def in_one_loop() -> None:
+            await client.acomplete(requests[0])
+            with pytest.raises(dataclasses.FrozenInstanceError):
+                client.config.base_url = other
+            await client.acomplete(requests[1])
+            await client.aclose()
 
-def test_a_config_changed_after_construction_is_checked_again_before_sending(tmp_path):
-    address = outward_address()
-    if address is None:
-        pytest.skip("no non-loopback address to play the remote host")
-    with ConnectionCounter(host="0.0.0.0") as counter:
-        remote = f"http://{address}:{counter.port}/v1"
-        client = make_client(tmp_path, "http://127.0.0.1:9/v1", "m", max_retries=0)
-        batch_file = client.write_batch_jsonl(report_requests(1), tmp_path / "batch").paths[0]
-        client.config.base_url = remote
-        with pytest.raises(DataUseError, match=address):
-            client.complete(report_requests(1)[0])
-        client.config = dataclasses.replace(client.config, base_url=remote)
-        with pytest.raises(DataUseError, match=address):
-            client.complete(report_requests(1)[0])
-        with pytest.raises(DataUseError, match=address):
-            client.submit_batch(batch_file)
-    assert counter.connections == 0
+        asyncio.run(in_one_loop())
+        client.complete(requests[2])
+    assert elsewhere.connections == 0 and len(proxy.forwarded) == 3
+    assert client.config.base_url == proxy.base_url
 
 
 def test_credentials_in_the_base_url_never_reach_logs_or_errors(tmp_path, proxy, tiny_server, caplog):

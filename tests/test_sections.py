@@ -102,3 +102,13 @@ def test_organ_labels_stay_inside_findings_one_per_line():
         "BONES: Intact, no fracture.",
         "impression": "No acute process.",
     }
+
+
+def test_windows_and_old_mac_line_endings_parse_as_unix_ones():
+    text = sample_report("s53000101")
+    unix = parse_report(text)
+    for line_end in ("\r\n", "\r"):
+        parsed = parse_report(text.replace("\n", line_end))
+        assert parsed == unix, line_end.encode()
+    assert list(unix.sections)[-3:] == ["findings", "impression", "notification"]  # impression its own section
+    assert "IMPRESSION" not in unix.sections["findings"] and unix.sections["impression"].startswith("1. Acute")

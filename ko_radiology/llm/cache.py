@@ -122,6 +122,13 @@ CREATE TABLE IF NOT EXISTS batch_requests (key TEXT PRIMARY KEY, request TEXT NO
 """
 
 
+OPEN_WAIT_S = 5.0
+"""How long opening waits for a lock another process holds. This project's writes hold it for milliseconds, so a
+longer hold is a process inside a long transaction: say so now, rather than after `BUSY_WAIT_S` of silence."""
+BUSY_WAIT_S = 30.0
+"""How long a write waits for a lock once the file is open (two runs sharing one cache take turns)."""
+
+
 class CacheError(ValueError):
     """The cache file cannot be used; the message names the file and the fix. A ValueError, so CLIs print one line."""
 
@@ -146,7 +153,8 @@ class ResponseStore:
     flight when they stopped.
 
     Raises:
-        CacheError: If the file is not a valid SQLite cache, or cannot be written.
+        CacheError: If the file is not a valid SQLite cache, cannot be written, or another process holds it locked
+            for over `OPEN_WAIT_S`.
     """
 
     def __init__(self, path: str | Path, run_id: str):
@@ -154,7 +162,7 @@ class ResponseStore:
         self.run_id = run_id
         try:
             create_private(self.path)
-            self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            self.db = sqlite3.connect(self.path, timeout=OPEN_WAIT_S, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
@@ -164,9 +172,12 @@ class ResponseStore:
                 self.interrupted = self.db.execute(
                     "UPDATE ledger SET outcome = 'interrupted' WHERE outcome = 'in_flight' AND run_id != ?", (run_id,)
                 ).rowcount
+            self.db.execute(f"PRAGMA busy_timeout = {int(BUSY_WAIT_S * 1000)}")
         except PermissionError as exc:
             raise CacheError(f"{self.path} cannot be created ({exc}); pass a writable --cache-path.") from None
         except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise self._locked() from None
             if "readonly" not in str(exc) and "read-only" not in str(exc) and "unable to open" not in str(exc):
                 raise self._invalid(exc) from None
             raise CacheError(
@@ -184,9 +195,17 @@ class ResponseStore:
             )
 
     def _invalid(self, exc: Exception) -> CacheError:
+        cause = " ".join(str(exc).split())  # SQLite's page report spans lines; an error is one
         return CacheError(
-            f"{self.path} is not a valid SQLite cache ({exc}); move it away or delete it to start over "
+            f"{self.path} is not a valid SQLite cache ({cause}); move it away or delete it to start over "
             "(its answers would then be paid for again)."
+        )
+
+    def _locked(self) -> CacheError:
+        return CacheError(
+            f"{self.path} is in use: another process has held it locked for over {OPEN_WAIT_S:g} s (inside a "
+            f"transaction). Its answers are intact; wait for that process to finish, or stop it (`fuser -v "
+            f"{self.path}` names it), then run again."
         )
 
     def _upgrade_ledger(self) -> None:

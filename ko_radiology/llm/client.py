@@ -82,7 +82,7 @@ class DryRunReport:
 @dataclass
 class _LoopState:
     """asyncio and SDK objects bind to one event loop; the sync wrappers run a new loop per call. `endpoint` is the
-    (redacted) URL `sdk` was built for, so messages name where calls went even if the config changed since."""
+    (redacted) URL `sdk` was built for, as messages name it."""
 
     loop: asyncio.AbstractEventLoop
     sdk: openai.AsyncOpenAI
@@ -108,7 +108,7 @@ class LLMClient(BatchMixin):
 
     def __init__(self, config: LLMClientConfig, token_counter: Callable[[Sequence[dict]], int] | None = None):
         SDKSettings(config)  # the guard and the API key, before the cache file is created
-        self.config = config
+        self._config = config
         self.count_tokens = token_counter or estimate_tokens
         self.run_id = uuid.uuid4().hex
         self.limiter = RateLimiter(config.requests_per_minute, config.tokens_per_minute)
@@ -116,8 +116,13 @@ class LLMClient(BatchMixin):
         self._state: _LoopState | None = None
         self._fatal: NonRetryableError | None = None
 
+    @property
+    def config(self) -> LLMClientConfig:
+        """Read-only, like the frozen config itself: calls go to the URL the guard checked, in every event loop."""
+        return self._config
+
     def _loop_state(self) -> _LoopState:
-        """This loop's SDK client, built (and so guarded) from the config as it is now."""
+        """This loop's SDK client, built (and so guarded) from the frozen config."""
         loop = asyncio.get_running_loop()
         if self._state is None or self._state.loop is not loop:
             sdk, headers = async_sdk(self.config)

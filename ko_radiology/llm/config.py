@@ -1,7 +1,6 @@
 """What the client is told: where calls go, how fast, how they are retried, cached and priced, and what one call asks.
 
-The data-use guard reads the config wherever a URL becomes a connection (`transport`), so a config changed after the
-client was built is checked again rather than trusted.
+The config is frozen: the URL the data-use guard checked is the URL every call, sync or async, goes to.
 """
 
 import re
@@ -13,9 +12,10 @@ from urllib.parse import urlsplit
 from ko_radiology.llm.data_use import PROVENANCES, redact_url
 
 
-@dataclass
+@dataclass(frozen=True)
 class LLMClientConfig:
-    """Where calls go, how fast, how they are retried, cached and priced; every default lives here."""
+    """Where calls go, how fast, how they are retried, cached and priced; every default lives here. Frozen, so no
+    URL can replace the one the guard checked (`dataclasses.replace` makes a new config, for a new client)."""
 
     model: str = field(metadata={"help": "Model name sent in each request; part of the cache key."})
     base_url: str = field(
@@ -75,9 +75,8 @@ class LLMClientConfig:
     def __post_init__(self) -> None:
         if not self.model:
             raise ValueError("model is empty; set it to the name the endpoint serves (e.g. gpt-4o-mini).")
-        if urlsplit(self.base_url).scheme not in ("http", "https") or not urlsplit(self.base_url).hostname:
-            raise ValueError(f"base_url {self.base_url!r} is not an http(s) URL; use e.g. http://127.0.0.1:8000/v1.")
-        self.base_url = self.base_url.rstrip("/")
+        check_base_url(self.base_url)
+        object.__setattr__(self, "base_url", self.base_url.rstrip("/"))  # frozen: set once, here
         for name in ("max_concurrency", "assumed_output_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
@@ -111,6 +110,24 @@ class LLMClientConfig:
 
     def cost_usd(self, input_tokens: int, output_tokens: int, factor: float = 1.0) -> float:
         return factor * (input_tokens * self.input_price_per_1m + output_tokens * self.output_price_per_1m) / 1e6
+
+
+def check_base_url(url: str) -> None:
+    """Refuse a URL that is not `http(s)://host[:port]/...`, showing it redacted: a rejected URL may carry a key.
+
+    Raises:
+        ValueError: If the scheme is not http(s), the host is missing, or the port is not a number in 1-65535.
+    """
+    parts = urlsplit(url)
+    example = "use e.g. http://127.0.0.1:8000/v1"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"base_url {redact_url(url)!r} is not an http(s) URL with a host; {example}.")
+    try:
+        port_ok = parts.port != 0  # None without a port; ValueError when not a number or out of 0-65535
+    except ValueError:
+        port_ok = False
+    if not port_ok:
+        raise ValueError(f"base_url {redact_url(url)!r} has an invalid port (a number from 1 to 65535); {example}.")
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ anywhere; MIMIC-CXR and anything the user brings (which the builder cannot vouch
 """
 
 import ipaddress
+import re
 from collections.abc import Iterable
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 DEFAULT_ALLOWED_HOSTS = ("localhost", "127.0.0.0/8", "::1")
 """Loopback only: a model served on this machine keeps the data on this machine."""
@@ -34,12 +35,22 @@ class DataUseError(Exception):
     """Credentialed data would go to an endpoint that is not known to keep it."""
 
 
+_USERINFO = re.compile(r"^((?:[A-Za-z][A-Za-z0-9+.-]*:[/\\]{2})?)(.*)@", re.DOTALL)
+"""A scheme, then everything up to the last `@`: a `user:password@` however the rest of the URL is malformed."""
+_QUERY_ITEM = re.compile(r"([?&;#])([^?&;#=]*=)?[^?&;#]*")
+_NON_NUMERIC_PORT = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*:[/\\]{2}[^/?#\[\]]*?:)(?![0-9]*(?:[/?#]|$))[^/?#]*")
+
+
 def redact_url(url: str) -> str:
-    """`url` with any `user:password@` replaced by `***@`, so a key written into a URL never reaches a log."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
+    """`url` as logs and errors may show it: a `user:password@` becomes `***@`, every query or fragment value `***`,
+    and a port that is not a number `***` (`http://user:key/v1` lost its host, and its key sits in the port).
+
+    Written for any text given as a URL, malformed ones included, since rejected URLs are the ones echoed in errors;
+    it hides too much rather than too little (a path holding `@` loses what precedes it).
+    """
+    url = _USERINFO.sub(r"\1***@", url)
+    url = _QUERY_ITEM.sub(lambda item: f"{item.group(1)}{item.group(2) or ''}***", url)
+    return _NON_NUMERIC_PORT.sub(r"\1***", url)
 
 
 def _host_matches(host: str, allowed: str) -> bool:

@@ -17,6 +17,11 @@ class NonRetryableError(LLMClientError):
         """Every later call would fail the same way (wrong key, no access, wrong URL or model): send none."""
 
 
+class BatchApiError(LLMClientError, ValueError):
+    """A Batch API call failed; the message names the endpoint, the batch or file, and the fix. A ValueError, so CLIs
+    print one line."""
+
+
 class RetriesExhaustedError(LLMClientError):
     """Every attempt failed with a transient cause; the message names the endpoint and the last cause."""
 
