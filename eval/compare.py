@@ -22,6 +22,8 @@ from ko_radiology.cpu_blas import load_mkl_vendor_shim
 load_mkl_vendor_shim()  # before torch is imported: local models answer faster on AMD CPUs
 
 import pandas as pd
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
 from transformers import HfArgumentParser
 
 from eval.options import client_config, endpoint_options
@@ -29,6 +31,7 @@ from eval.tables import ANSWER_SUFFIX, ID, QUESTION, REFERENCE, REPORT, read_tab
 from ko_radiology.llm import DataUseError, LLMClient, LLMRequest
 from ko_radiology.llm.config import check_base_url
 from ko_radiology.llm.data_use import redact_url
+from ko_radiology.models import EMBEDDED_PREFIX, looks_like_local_path
 from ko_radiology.prompts import build_messages
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -73,7 +76,20 @@ def parse_model_spec(spec: str) -> ModelSpec:
         url, _, served = target.partition("#")
         check_base_url(url)
         return ModelSpec(name, url, served or name)
+    if not (target.startswith(EMBEDDED_PREFIX) or looks_like_local_path(target) or is_hub_id(target)):
+        raise ValueError(
+            f"--model {name}={redact_url(target)!r} is neither an http(s) URL, a folder, embedded:base nor a Hub id "
+            "(org/name); a URL needs its scheme, e.g. http://127.0.0.1:8000/v1."
+        )
     return ModelSpec(name, target)
+
+
+def is_hub_id(name: str) -> bool:
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
 
 
 def read_questions(path: str, split: str) -> pd.DataFrame:
