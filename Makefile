@@ -76,7 +76,8 @@ $(ADAPTERS)/%/merged/config.json: $(ADAPTERS)/%/adapter/adapter_config.json
 .PRECIOUS: $(ADAPTERS)/%/adapter/adapter_config.json $(ADAPTERS)/%/merged/config.json
 
 # `make demo`: sample → fine-tuned adapter → merged model → local server + Space, until Ctrl-C.
-# `make demo ENDPOINT=http://host:8080/v1 [MODEL=name]`: the Space only, against that endpoint.
+# `make demo ENDPOINT=http://host:8080/v1 MODEL=name`: the Space only, against that endpoint (not on loopback: also
+# KO_RADIOLOGY_ALLOWED_HOSTS=host, the PhysioNet guard's list of hosts you run).
 ifdef ENDPOINT
 demo: $(INSTALLED)
 	$(PYTHON) -m space.demo --endpoint $(ENDPOINT) $(if $(MODEL),--endpoint-model $(MODEL)) --log-dir $(OUT)/demo/logs

@@ -51,7 +51,7 @@ class Timing:
 
 
 def direct(backend: EndpointBackend, report: str, max_new_tokens: int, tokenizer) -> Timing:
-    """Straight to the server with the client the app itself uses (InferenceClient, streaming)."""
+    """Straight to the server with the client the app itself uses (`ko_radiology.llm.StreamingClient`)."""
     settings = GenerationSettings(max_new_tokens, temperature=0.0, top_p=0.9, repetition_penalty=1.0)
     start = time.perf_counter()
     first = last = None

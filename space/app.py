@@ -21,6 +21,7 @@ if not (Path(__file__).resolve().parent / "space").is_dir():
 
 import gradio as gr  # noqa: E402
 
+from ko_radiology.llm import DataUseError  # noqa: E402
 from ko_radiology.prompts import SYSTEM_PROMPT  # noqa: E402
 from space.backends import build_backend  # noqa: E402
 from space.config import GenerationSettings, SpaceConfig  # noqa: E402
@@ -159,4 +160,8 @@ def build_demo(config: SpaceConfig) -> gr.Blocks:
 
 
 if __name__ == "__main__":
-    build_demo(SpaceConfig.from_env()).launch()
+    try:
+        app = build_demo(SpaceConfig.from_env())
+    except (ValueError, DataUseError) as error:  # a setting to fix: one line in the Space's log, no traceback
+        sys.exit(f"error: {error}")
+    app.launch()

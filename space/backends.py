@@ -6,17 +6,13 @@ ends the generation: the endpoint's HTTP stream is closed, the local `generate` 
 """
 
 import json
-import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
-from huggingface_hub import InferenceClient
-
-from ko_radiology.llm import estimate_tokens
+from ko_radiology.llm import DataUseError, LLMClientConfig, LLMRequest, StreamError, StreamingClient, estimate_tokens
 from ko_radiology.models import load_model_and_tokenizer, local_base_for, resolve_model
-from space.config import DEFAULT_ENDPOINT_CONTEXT_TOKENS, GenerationSettings, SpaceConfig
+from space.config import DEFAULT_ENDPOINT_CONTEXT_TOKENS, ENV_PREFIX, GenerationSettings, SpaceConfig
 
 
 class BackendError(RuntimeError):
@@ -24,57 +20,77 @@ class BackendError(RuntimeError):
 
 
 class EndpointBackend:
-    """`huggingface_hub.InferenceClient` against a Messages API; the token comes from `HF_TOKEN` only."""
+    """An OpenAI-compatible endpoint, streamed through `ko_radiology.llm` like every other model call of the project:
+    the builder's PhysioNet guard (a visitor's report may be MIMIC-CXR text), no environment proxies, no redirects.
+
+    The bearer key is the `HF_TOKEN` secret, read from the environment by the client, never stored or logged. A remote
+    endpoint needs it (the Space refuses to start without it); loopback and allowed hosts get it only when it is set.
+
+    Raises:
+        DataUseError: If the endpoint is neither loopback nor an allowed host, and not both acknowledgements are set.
+        ValueError: If no model name is set, or the endpoint is remote and `HF_TOKEN` is not set.
+    """
 
     def __init__(self, config: SpaceConfig):
-        let_endpoint_through_offline_mode(config.endpoint)
-        self.model = config.model
+        if not config.model:
+            raise ValueError(
+                f"The endpoint backend needs {ENV_PREFIX}MODEL (--model): the name the server serves, e.g. the TGI "
+                "LoRA adapter name or the folder `transformers serve` was given."
+            )
         self.context_tokens = config.context_tokens or DEFAULT_ENDPOINT_CONTEXT_TOKENS
-        token = os.environ.get("HF_TOKEN")  # a Space secret; never stored on the config, never logged
-        self.client = InferenceClient(base_url=config.endpoint, token=token, timeout=config.timeout_s)
+        settings = client_config(config)
+        try:
+            self.client = StreamingClient(settings)
+        except DataUseError as error:
+            raise DataUseError(f"{error} {SPACE_DATA_USE_SETTINGS}") from None
+        except ValueError as error:  # a remote endpoint without its key
+            raise ValueError(f"{error} {SPACE_KEY_SETTINGS}") from None
 
     def count_tokens(self, messages: list[dict]) -> int:
         return estimate_tokens(messages)
 
     def stream(self, messages: list[dict], settings: GenerationSettings) -> Iterator[str]:
-        """Yield each content delta as the server sends it; role-only and empty chunks carry no text.
+        """Yield each piece of the answer as the server sends it.
 
         The repetition penalty travels as `frequency_penalty = penalty - 1`: `transformers serve` turns that back into
         exactly `repetition_penalty`; TGI and vLLM read it as OpenAI's (additive) frequency penalty.
+
+        Raises:
+            BackendError: If the call failed, or the server's 200 carried no streamed text.
         """
+        penalty = round(settings.repetition_penalty - 1.0, 4) or None
+        sampling = {"top_p": settings.top_p, "frequency_penalty": penalty}
+        request = LLMRequest(messages, settings.temperature, settings.max_new_tokens, extra=sampling)
         try:
-            chunks = self.client.chat_completion(
-                messages,
-                model=self.model,
-                stream=True,
-                max_tokens=settings.max_new_tokens,
-                temperature=settings.temperature,
-                top_p=settings.top_p,
-                frequency_penalty=round(settings.repetition_penalty - 1.0, 4) or None,
-            )
-            for chunk in chunks:
-                if chunk.choices and chunk.choices[0].delta.content:
-                    yield chunk.choices[0].delta.content
-        except Exception as error:  # connection refused, timeout, HTTP 4xx/5xx, a broken stream
-            raise BackendError(f"{type(error).__name__}: {error}") from error
+            yield from self.client.stream(request)
+        except StreamError as error:
+            raise BackendError(str(error)) from error
 
 
-def let_endpoint_through_offline_mode(endpoint: str) -> None:
-    """`HF_HUB_OFFLINE=1` makes huggingface_hub refuse every request, the operator's own model server's too. Let that
-    one host:port through and keep refusing the rest, so an offline Space still never reaches the Hub."""
-    from huggingface_hub import constants, set_client_factory
-    from huggingface_hub.utils import _http
+SPACE_DATA_USE_SETTINGS = (
+    f"In the Space these are the variables {ENV_PREFIX}ALLOWED_HOSTS, {ENV_PREFIX}ALLOW_REMOTE_ENDPOINT=true and "
+    f"{ENV_PREFIX}NO_RETENTION_CONFIRMED=true."
+)
 
-    if not constants.is_offline_mode():
-        return
-    allowed = urlsplit(endpoint).netloc
 
-    def block_all_but_endpoint(request) -> None:
-        if f"{request.url.host}:{request.url.port}" != allowed and request.url.netloc.decode() != allowed:
-            _http.hf_request_event_hook(request)
+SPACE_KEY_SETTINGS = (
+    f"In the Space, add HF_TOKEN as a secret; a server you run yourself can instead be listed in "
+    f"{ENV_PREFIX}ALLOWED_HOSTS, and gets no key."
+)
 
-    set_client_factory(
-        lambda: _http.httpx2.Client(event_hooks={"request": [block_all_but_endpoint]}, follow_redirects=True)
+
+def client_config(config: SpaceConfig) -> LLMClientConfig:
+    """The endpoint as `ko_radiology.llm` sees it: reports typed by visitors, of unknown origin (`user`)."""
+    return LLMClientConfig(
+        model=config.model,
+        base_url=config.endpoint,
+        api_key_env="HF_TOKEN",
+        timeout_s=config.timeout_s,
+        data_provenance="user",
+        allowed_hosts=config.endpoint_hosts,
+        allow_remote_endpoint=config.allow_remote_endpoint,
+        no_retention_confirmed=config.no_retention_confirmed,
+        show_progress=False,
     )
 
 

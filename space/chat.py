@@ -5,7 +5,9 @@ python -m space.chat --report report.txt --endpoint http://127.0.0.1:8000/v1 --m
 python -m space.chat --report report.txt --model out/gemma3-270m-ko-radiology-lora                # in-process
 ```
 
-Answers stream as they are generated; every question carries the conversation so far. An empty line asks nothing;
+Answers stream as they are generated; every question carries the conversation so far. The endpoint is checked by the
+builder's PhysioNet guard: loopback, `--allowed-hosts`, or a remote one with `--allow-remote-endpoint
+--no-retention-confirmed` (and `HF_TOKEN`). An empty line asks nothing;
 `/새 대화` starts over with the same report; Ctrl-D or `/끝` quits. `KO_RADIOLOGY_*` variables apply as in the Space.
 """
 
@@ -13,8 +15,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from ko_radiology.llm import DataUseError
 from space.backends import build_backend
-from space.config import GenerationSettings, SpaceConfig
+from space.config import GenerationSettings, SpaceConfig, add_data_use_arguments, data_use_values
 from space.conversation import ReportChat
 from space.translation import ReportTranslator
 
@@ -27,6 +30,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--endpoint", help="OpenAI-compatible base URL; without it the model runs in this process")
     parser.add_argument("--model", help="name sent to the endpoint, or (no --endpoint) a merged/adapter/base folder")
     parser.add_argument("--adapter", help="a PEFT adapter loaded onto --model (in-process only)")
+    add_data_use_arguments(parser)
     defaults = GenerationSettings()
     parser.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
     parser.add_argument("--temperature", type=float, default=defaults.temperature)
@@ -42,17 +46,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     backend = "endpoint" if args.endpoint else "local"
     try:
-        config = SpaceConfig.from_env(backend=backend, endpoint=args.endpoint, model=args.model, adapter=args.adapter)
+        config = SpaceConfig.from_env(
+            backend=backend,
+            endpoint=args.endpoint,
+            model=args.model,
+            adapter=args.adapter,
+            **data_use_values(args),
+        )
         settings = GenerationSettings(args.max_new_tokens, args.temperature, args.top_p, args.repetition_penalty)
-    except ValueError as error:
+        translator = (
+            ReportTranslator(
+                config.translate_endpoint, config.translate_model, config.timeout_s, config.translate_hosts
+            )
+            if config.translate_endpoint
+            else None
+        )
+        chat = ReportChat(build_backend(config), translator)
+    except (ValueError, DataUseError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    translator = (
-        ReportTranslator(config.translate_endpoint, config.translate_model, config.timeout_s, config.translate_hosts)
-        if config.translate_endpoint
-        else None
-    )
-    chat = ReportChat(build_backend(config), translator)
     run(chat, args.report.read_text(encoding="utf-8"), settings)
     return 0
 

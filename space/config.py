@@ -1,9 +1,14 @@
 """What the Space is told, by environment variables (Space variables and secrets on the Hub): one field each.
 
-`KO_RADIOLOGY_<FIELD>` sets a field (`KO_RADIOLOGY_BACKEND=local`). `HF_TOKEN` (a Space secret) is read where a request
-is made and never stored here, so printing a config never shows it. Gradio itself reads `GRADIO_SERVER_PORT`.
+`KO_RADIOLOGY_<FIELD>` sets a field (`KO_RADIOLOGY_BACKEND=local`, `KO_RADIOLOGY_ALLOW_REMOTE_ENDPOINT=true`).
+`HF_TOKEN` (a Space secret) is read by the endpoint's client (`ko_radiology.llm`) and never stored here, so printing a
+config never shows it. Gradio itself reads `GRADIO_SERVER_PORT`.
+
+A visitor may paste MIMIC-CXR text, so the endpoints are checked by the builder's PhysioNet guard: loopback, hosts you
+run (`ALLOWED_HOSTS`), or a remote endpoint only with both acknowledgements.
 """
 
+import argparse
 import os
 from dataclasses import dataclass, field, fields
 
@@ -45,13 +50,27 @@ class SpaceConfig:
     model: str | None = field(
         default=None,
         metadata=_help(
-            "endpoint: the model or LoRA adapter name sent with each request (TGI `LORA_ADAPTERS` name; "
+            "endpoint (required): the model or LoRA adapter name sent with each request (TGI `LORA_ADAPTERS` name; "
             "`transformers serve` wants its folder path). local: a merged folder, a base model, an adapter folder "
             "or embedded:base."
         ),
     )
     adapter: str | None = field(default=None, metadata=_help("local: a PEFT adapter folder loaded onto `model`."))
-    timeout_s: float = field(default=60.0, metadata=_help("Longest wait for the endpoint before a friendly error."))
+    allowed_hosts: str | None = field(
+        default=None,
+        metadata=_help("Comma-separated hosts you run, beyond loopback, serving the endpoint (names, IPs, CIDRs)."),
+    )
+    allow_remote_endpoint: bool = field(
+        default=False,
+        metadata=_help("Send visitors' reports to a remote endpoint; only with no_retention_confirmed (PhysioNet)."),
+    )
+    no_retention_confirmed: bool = field(
+        default=False,
+        metadata=_help("You verified the endpoint retains no data, trains on none and allows no human review."),
+    )
+    timeout_s: float = field(
+        default=60.0, metadata=_help("Longest wait for the endpoint's next piece before a friendly error.")
+    )
     context_tokens: int | None = field(
         default=None,
         metadata=_help(
@@ -88,8 +107,12 @@ class SpaceConfig:
                 raise ValueError(f"{ENV_PREFIX}{name.upper()} must be >= 1, got {getattr(self, name)}.")
 
     @property
+    def endpoint_hosts(self) -> list[str]:
+        return _host_list(self.allowed_hosts)
+
+    @property
     def translate_hosts(self) -> list[str]:
-        return [host.strip() for host in (self.translate_allowed_hosts or "").split(",") if host.strip()]
+        return _host_list(self.translate_allowed_hosts)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "SpaceConfig":
@@ -104,7 +127,33 @@ class SpaceConfig:
         return cls(**values)
 
 
+DATA_USE_FIELDS = ("allowed_hosts", "allow_remote_endpoint", "no_retention_confirmed")
+
+
+def add_data_use_arguments(parser: argparse.ArgumentParser) -> None:
+    """The endpoint's data-use fields as flags (`--allow-remote-endpoint`), for the terminal chat and the deploy."""
+    for spec in fields(SpaceConfig):
+        if spec.name in DATA_USE_FIELDS:
+            kind = {"action": "store_true"} if spec.type is bool else {}
+            parser.add_argument("--" + spec.name.replace("_", "-"), help=spec.metadata["help"], **kind)
+
+
+def data_use_values(args: argparse.Namespace) -> dict:
+    """The data-use flags given; one not given leaves its `KO_RADIOLOGY_*` variable in charge."""
+    return {name: getattr(args, name) for name in DATA_USE_FIELDS if getattr(args, name)}
+
+
+def _host_list(hosts: str | None) -> list[str]:
+    return [host.strip() for host in (hosts or "").split(",") if host.strip()]
+
+
 def _parse(raw: str, annotation, name: str):
+    if annotation is bool:
+        if raw.lower() in ("1", "true", "yes"):
+            return True
+        if raw.lower() in ("0", "false", "no"):
+            return False
+        raise ValueError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not true or false.")
     kind = next((kind for kind in (int, float) if kind.__name__ in str(annotation)), str)
     try:
         return kind(raw)

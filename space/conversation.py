@@ -103,7 +103,9 @@ class ReportChat:
             for piece in self.backend.stream(fitted.messages, settings):
                 turn.answer += piece
                 yield turn.answer
+            if not turn.answer.strip():  # an answer of nothing would enter the history as one
+                raise BackendError("the answer has no text")
         except BackendError as error:
-            logger.warning("generation failed: %s", type(error.__cause__).__name__)
+            logger.warning("generation failed: %s", type(error.__cause__ or error).__name__)
             turn.answer, turn.failed = BACKEND_FAILED, True
             yield turn.answer

@@ -2,7 +2,8 @@
 
 ```bash
 python -m space.demo --model out/adapters/KEY/merged          # what `make demo` runs after training and merging
-python -m space.demo --endpoint http://10.0.0.5:8080/v1       # the Space only, against your own endpoint
+KO_RADIOLOGY_ALLOWED_HOSTS=10.0.0.5 python -m space.demo \
+    --endpoint http://10.0.0.5:8080/v1 --endpoint-model ko-radiology   # the Space only, against your own endpoint
 python -m space.demo --model embedded:base --run -- \
     python -m eval.judge ... --judge-base-url {endpoint} --judge-model {model}
 python -m space.demo --stand-in-judge --run -- python -m eval.judge ... --judge-base-url {endpoint}
@@ -237,7 +238,7 @@ def run_demo(args: argparse.Namespace, services: list[Service]) -> int:
     wait_ready(app, APP_START_TIMEOUT_S)
     url = app.ready_url
     print(
-        f"\nKo-Radiology-GPT is running: {url}\n  model: {model or '(the endpoint default)'} via {endpoint}\n"
+        f"\nKo-Radiology-GPT is running: {url}\n  model: {model} via {endpoint}\n"
         "Ctrl-C stops everything this started.",
         flush=True,
     )
@@ -256,7 +257,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     source.add_argument("--model", help="model folder (training.export --out) or embedded:base to serve locally")
     source.add_argument("--endpoint", help="an OpenAI-compatible base URL to use instead (e.g. http://host:8080/v1)")
     source.add_argument("--stand-in-judge", action="store_true", help="with --run: serve eval.stand_in_judge instead")
-    parser.add_argument("--endpoint-model", help="model name to send to --endpoint (default: the endpoint's own)")
+    parser.add_argument("--endpoint-model", help="model name to send to --endpoint (TGI: the LoRA adapter name)")
     parser.add_argument(
         "--port",
         type=int,
@@ -282,6 +283,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             parser.error("--run needs --model or --stand-in-judge, and a command after it.")
     elif args.stand_in_judge:
         parser.error("--stand-in-judge serves a judge for --run COMMAND, not for the Space.")
+    if args.endpoint and not args.endpoint_model:
+        parser.error("--endpoint needs --endpoint-model: the model name the server serves (TGI: the adapter name).")
     return args
 
 

@@ -2,8 +2,9 @@
 
 ```bash
 python -m space.deploy --repo-id org/ko-radiology-gpt --endpoint https://xyz.endpoints.huggingface.cloud/v1 \
+    --allow-remote-endpoint --no-retention-confirmed \
     --adapter org/ko-radiology-qwen2.5-7b-qlora --dataset org/ko-cxr-qa --dry-run --out out/space
-(cd out/space && python app.py)                                     # what the Hub will run, on your machine
+(cd out/space && KO_RADIOLOGY_...=... python app.py)   # what the Hub will run, on your machine (the dry run prints it)
 python -m space.deploy --repo-id org/ko-radiology-gpt --endpoint ... --adapter ...   # push (HF_TOKEN from the env)
 ```
 
@@ -24,7 +25,10 @@ from pathlib import Path
 
 import yaml
 
-from space.config import ENV_PREFIX, SpaceConfig
+from ko_radiology.llm import DataUseError
+from ko_radiology.llm.transport import guard
+from space.backends import SPACE_DATA_USE_SETTINGS, client_config
+from space.config import ENV_PREFIX, SpaceConfig, add_data_use_arguments, data_use_values
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 APP = REPO_ROOT / "space" / "app.py"
@@ -115,10 +119,16 @@ def space_card(repo_id: str, models: list[str], datasets: list[str]) -> str:
 def space_variables(args: argparse.Namespace) -> dict[str, str]:
     """The Space variables (not secrets) that configure the app; checked by building the app's own config."""
     values = {"backend": args.backend, "endpoint": args.endpoint, "model": args.model or args.adapter}
+    values |= data_use_values(args)
     if args.backend == "local":
         values |= {"model": args.model, "adapter": args.adapter, "endpoint": None}
     values = {name: value for name, value in values.items() if value}
-    SpaceConfig(**values)  # the same validation the Space will run at start
+    config = SpaceConfig(**values)  # the same validation the Space will run at start
+    if config.backend == "endpoint":
+        try:
+            guard(client_config(config))  # and the same data-use guard
+        except DataUseError as error:
+            raise ValueError(f"{error} {SPACE_DATA_USE_SETTINGS}") from None
     return {ENV_PREFIX + name.upper(): str(value) for name, value in values.items()}
 
 
@@ -172,6 +182,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--adapter", help="the fine-tuned LoRA adapter on the Hub; the endpoint's model name by default"
     )
+    add_data_use_arguments(parser)
     parser.add_argument("--dataset", help="the dataset on the Hub, linked from the card")
     parser.add_argument("--out", default="out/space", help="where the Space folder is assembled")
     parser.add_argument("--private", action="store_true", help="create the Space private")
@@ -196,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     print("Space variables:\n" + "\n".join(f"  {key}={value}" for key, value in variables.items()))
     print("Secrets to add in the Space settings:\n" + "\n".join(f"  {key}: {why}" for key, why in SECRETS.items()))
     if args.dry_run:
-        print(f"Dry run: nothing uploaded. Try it: (cd {out} && python app.py)")
+        settings = " ".join(f"{key}={value}" for key, value in variables.items())
+        print(f"Dry run: nothing uploaded. Try it: (cd {out} && {settings} python app.py)")
         return 0
     print(f"Space updated: {push(out, args, variables)}")
     return 0

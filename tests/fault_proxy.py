@@ -177,6 +177,10 @@ class FaultProxy:
         return Handler
 
 
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+"""The environment proxies HTTP clients honour by default; a test points them all at a `ConnectionCounter`."""
+
+
 class ConnectionCounter:
     """A TCP listener that accepts, counts and closes every connection: anything that reaches it is a leak."""
 

@@ -32,13 +32,16 @@ from ko_radiology.llm import (
     RateLimiter,
     ResponseStore,
     RetriesExhaustedError,
+    StreamError,
+    StreamingClient,
     cache_key,
     check_data_use,
 )
 from ko_radiology.llm.cache import OUTCOMES, SCHEMA
 from ko_radiology.llm.errors import BatchApiError
 from tests.batch_simulator import simulate_openai_batch
-from tests.fault_proxy import ConnectionCounter, Fault, FaultProxy
+from tests.chat_reply_server import ChatReplyServer, Reply
+from tests.fault_proxy import PROXY_VARIABLES, ConnectionCounter, Fault, FaultProxy
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MAX_TOKENS = 3
@@ -163,6 +166,8 @@ def test_client_refuses_a_remote_endpoint_before_opening_anything(tmp_path):
     )
     with pytest.raises(DataUseError):
         LLMClient(config)
+    with pytest.raises(DataUseError):
+        StreamingClient(config)
     assert not (tmp_path / "never.sqlite").exists()
 
 
@@ -414,9 +419,6 @@ def test_sync_wrapper_refuses_to_run_inside_an_event_loop(client):
         asyncio.run(inside_loop())
 
 
-PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
-
-
 def test_environment_proxies_are_ignored_by_chat_and_batch_calls(tmp_path, proxy, tiny_server, monkeypatch):
     """A proxy in the environment would receive the report text and the key; calls go where the guard looked."""
     with ConnectionCounter() as counter:
@@ -426,11 +428,14 @@ def test_environment_proxies_are_ignored_by_chat_and_batch_calls(tmp_path, proxy
             monkeypatch.delenv(name, raising=False)
         client = make_client(tmp_path, proxy.base_url, tiny_server.model, max_retries=0)
         client.complete(report_requests(1)[0])
+        with StreamingClient(client.config) as streaming:
+            assert "".join(streaming.stream(report_requests(1, prefix="stream")[0]))
         batch_file = client.write_batch_jsonl(report_requests(1, prefix="batch"), tmp_path / "batch").paths[0]
         with pytest.raises(BatchApiError, match="HTTP 404"):  # transformers serve has no Files API: it was reached
             client.submit_batch(batch_file)
     assert counter.connections == 0
-    assert [request.path.split("?")[0] for request in proxy.requests] == ["/v1/chat/completions", "/v1/files"]
+    paths = [request.path.split("?")[0] for request in proxy.requests]
+    assert paths == ["/v1/chat/completions", "/v1/chat/completions", "/v1/files"]
 
 
 def test_azure_key_header_and_query_params_reach_chat_and_batch_calls(tmp_path, proxy, tiny_server, monkeypatch):
@@ -551,3 +556,52 @@ def test_a_cache_from_before_in_flight_rows_is_upgraded_and_keeps_its_ledger(tmp
     total = store.ledger().total()
     store.close()
     assert (total.sent, total.failed, total.input_tokens, total.cost_usd) == (1, 1, 3, 0.5)
+
+
+# ---- streaming: a person waiting on the answer ---------------------------------------------------------------------
+
+
+def stream_config(base_url: str, model: str, **overrides) -> LLMClientConfig:
+    settings = {"base_url": base_url, "model": model, "api_key_env": None, "timeout_s": 5.0}
+    return LLMClientConfig(**{**settings, **overrides})
+
+
+def test_stream_yields_the_answer_piece_by_piece_and_closing_it_frees_the_server(tmp_path, tiny_server):
+    request = dataclasses.replace(report_requests(1)[0], max_tokens=8)
+    with StreamingClient(stream_config(tiny_server.base_url, tiny_server.model, timeout_s=60)) as client:
+        pieces = list(client.stream(request))
+        assert len(pieces) >= 2 and all(pieces)
+        assert "".join(pieces) == make_client(tmp_path, tiny_server.base_url, tiny_server.model).complete(request).text
+        long_answer = client.stream(dataclasses.replace(request, max_tokens=3000))  # ~30 s of generation
+        assert next(long_answer)
+        long_answer.close()
+        started = time.monotonic()
+        assert list(client.stream(request)) == pieces
+    assert time.monotonic() - started < 10, "the abandoned answer kept the server busy"
+
+
+def test_closing_a_stream_closes_its_connection():
+    with ChatReplyServer(Reply.forever()) as server, StreamingClient(stream_config(server.base_url, "m")) as client:
+        pieces = client.stream(report_requests(1)[0])
+        assert next(pieces) == "가" and not server.disconnected.is_set()
+        pieces.close()
+        assert server.disconnected.wait(5), "the server still streams to nobody"
+
+
+@pytest.mark.parametrize(
+    ("fault", "cause"),
+    [
+        (Fault.http_status(503), "answered HTTP 503: .*injected 503"),
+        (Fault.malformed(), "answered HTTP 200 with no streamed text .Content-Type application/json."),
+        (Fault.drop(), "connection failed .RemoteProtocolError"),
+    ],
+    ids=["503", "not-a-stream", "dropped"],
+)
+def test_a_failed_stream_is_one_error_naming_the_endpoint_and_is_not_retried(proxy, tiny_server, fault, cause):
+    with_credentials = proxy.base_url.replace("http://", "http://alice:s3cret-key@")
+    proxy.script(fault)
+    with StreamingClient(stream_config(with_credentials, tiny_server.model)) as client:
+        with pytest.raises(StreamError, match=cause) as error:
+            list(client.stream(report_requests(1)[0]))
+    assert "***@127.0.0.1" in str(error.value) and "s3cret" not in str(error.value)
+    assert len(proxy.requests) == 1

@@ -2,9 +2,12 @@
 the assembled Space folder run as the Hub runs it, and the terminal chat."""
 
 import json
+import os
 import subprocess
 import sys
 import time
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import gradio
 import pytest
@@ -13,9 +16,11 @@ from gradio_client.utils import QueueError, Status
 
 from dataset_builder.gold import SAMPLE_DIR
 from dataset_builder.sections import join_sections
-from ko_radiology.llm import estimate_tokens
+from ko_radiology.llm import DataUseError, estimate_tokens
 from ko_radiology.prompts import SYSTEM_PROMPT, build_messages, format_user_turn
+from space import chat as terminal_chat
 from space import deploy, translation
+from space.app import build_demo
 from space.backends import EndpointBackend
 from space.config import SpaceConfig
 from space.conversation import BACKEND_FAILED, TRANSLATED, TRANSLATION_FAILED, ReportChat
@@ -23,10 +28,12 @@ from space.examples import sample_examples
 from space.feedback import FeedbackStore
 from space.report import CUT_MARK, fit_to_context, read_report
 from space.translation import ReportTranslator
+from tests.chat_reply_server import ChatReplyServer, Reply
 from tests.conftest import free_port
-from tests.fault_proxy import Fault, FaultProxy
+from tests.fault_proxy import PROXY_VARIABLES, ConnectionCounter, Fault, FaultProxy
 from tests.space_apps import answers, app_process, ask, client, running_app, visitors_in_queue
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 REPORT = sample_examples()[0].report
 LONG_TECHNIQUE = "이동형 전후면(AP) 흉부 방사선 촬영, 반좌위, 호기 시 촬영. " * 400
 """About 9,000 tokens by the endpoint estimate: far past the default 4,096-token context."""
@@ -266,3 +273,91 @@ def test_terminal_chat_keeps_the_conversation(tmp_path, tiny_server):
     assert done.returncode == 0, done.stderr
     assert len(proxy.forwarded) == 2 and len(proxy.forwarded[1]["messages"]) == 4
     assert proxy.forwarded[1]["messages"][3]["content"] == "두 번째 질문"
+
+
+# ---- every model call through ko_radiology.llm: one data-use guard, one proxy policy -------------------------------
+
+
+def app_function(config: SpaceConfig):
+    """The generator Gradio runs for 보내기, taken from the built app and called without a web server, so this
+    process's environment (its proxies) is the app's."""
+    return next(function.fn for function in build_demo(config).fns.values() if function.api_name == "ask")
+
+
+def test_environment_proxies_never_see_a_chat(tiny_server, tmp_path, monkeypatch):
+    """A proxy in the environment would receive the report and the question: the Space's calls, like the builder's,
+    go straight to the endpoint the guard checked."""
+    report = tmp_path / "report.txt"
+    report.write_text(REPORT, encoding="utf-8")
+    command = [sys.executable, "-m", "space.chat", "--report", str(report), "--endpoint", tiny_server.base_url]
+    command += ["--model", tiny_server.model, "--max-new-tokens", "8", "--temperature", "0"]
+    with ConnectionCounter() as counter:
+        for name in PROXY_VARIABLES:
+            monkeypatch.setenv(name, f"http://127.0.0.1:{counter.port}")
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        respond = app_function(SpaceConfig(endpoint=tiny_server.base_url, model=tiny_server.model))
+        *_, (chat, *_) = respond("결론이 뭔가요?", REPORT, None, SYSTEM_PROMPT, 8, 0.0, 0.9, 1.0)
+        done = subprocess.run(command, input="결론이 뭔가요?\n", capture_output=True, text=True, timeout=120)
+    assert counter.connections == 0
+    assert answers(chat)[-1] and BACKEND_FAILED not in answers(chat)[-1]
+    assert done.returncode == 0 and BACKEND_FAILED not in done.stdout, done.stdout + done.stderr
+    assert done.stdout.split("질문> ")[1].strip(), "the terminal chat printed no answer"
+
+
+@pytest.mark.parametrize("endpoint", ["http://10.255.255.1:8000/v1", "https://remote.example/v1"])
+def test_a_remote_endpoint_needs_both_acknowledgements(endpoint, tmp_path, monkeypatch, capsys):
+    """Visitors may paste MIMIC-CXR text, so the builder's PhysioNet guard decides where it may go, at start-up,
+    before anything connects: loopback, a host the operator runs, or a remote one with both acknowledgements."""
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    settings = {"KO_RADIOLOGY_ENDPOINT": endpoint, "KO_RADIOLOGY_MODEL": "ko-radiology"}
+    with pytest.raises(DataUseError, match="PhysioNet"):
+        build_demo(SpaceConfig.from_env(settings))
+    acknowledged = settings | {"KO_RADIOLOGY_ALLOW_REMOTE_ENDPOINT": "true"}
+    acknowledged |= {"KO_RADIOLOGY_NO_RETENTION_CONFIRMED": "1"}
+    with pytest.raises(ValueError, match="HF_TOKEN"):  # a remote endpoint gets the token secret; none is set
+        build_demo(SpaceConfig.from_env(acknowledged))
+    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    build_demo(SpaceConfig.from_env(acknowledged))
+    monkeypatch.delenv("HF_TOKEN")
+    run_by_you = f"gpu-box, {urlsplit(endpoint).hostname}"  # no key needed: the operator's own server
+    build_demo(SpaceConfig.from_env(settings | {"KO_RADIOLOGY_ALLOWED_HOSTS": run_by_you}))
+
+    started = subprocess.run(
+        [sys.executable, "space/app.py"], cwd=REPO_ROOT, env=os.environ | settings, capture_output=True, text=True
+    )  # as the Hub starts it
+    assert started.returncode == 1 and "Traceback" not in started.stderr, started.stderr
+    assert "PhysioNet" in started.stderr and "KO_RADIOLOGY_ALLOW_REMOTE_ENDPOINT=true" in started.stderr
+    report = tmp_path / "report.txt"
+    report.write_text(REPORT, encoding="utf-8")
+    assert terminal_chat.main(["--report", str(report), "--endpoint", endpoint, "--model", "ko-radiology"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "--allow-remote-endpoint" in error and "PhysioNet" in error
+    deploying = ["--repo-id", "org/space", "--endpoint", endpoint, "--model", "m", "--dry-run", "--out"]
+    assert deploy.main([*deploying, str(tmp_path / "refused")]) == 2, "a Space that would refuse to start"
+    assert not (tmp_path / "refused").exists()
+    acknowledging = ["--allow-remote-endpoint", "--no-retention-confirmed"]
+    assert deploy.main([*deploying, str(tmp_path / "space"), *acknowledging]) == 0
+    assert "KO_RADIOLOGY_NO_RETENTION_CONFIRMED=True" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def reply_app():
+    with ChatReplyServer() as server, running_app(SpaceConfig(endpoint=server.base_url, model="m")) as url:
+        yield server, url
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [Reply.completion("폐는 깨끗합니다."), Reply.html(), Reply.stream(), Reply("text/event-stream")],
+    ids=["json-completion", "html", "stream-without-text", "empty-body"],
+)
+def test_a_reply_that_is_not_a_stream_is_a_failed_turn(reply_app, reply):
+    server, url = reply_app
+    visitor = client(url)
+    server.script(reply)
+    failed_chat = ask(visitor, "실패할 질문", REPORT).result()[0]
+    assert answers(failed_chat) == [BACKEND_FAILED]
+    chat = ask(visitor, "다시 묻는 질문", REPORT).result()[0]
+    assert answers(chat) == [BACKEND_FAILED, "답변"]
+    assert "실패할 질문" not in json.dumps(server.bodies[-1], ensure_ascii=False), "a failed turn is not history"

@@ -1,4 +1,4 @@
-"""The one client for every model call: dataset translation and QA generation now, eval judges later.
+"""The one client for every model call: dataset translation, QA generation, the eval judge, and the Space's chat.
 
     from ko_radiology.llm import LLMClient, LLMClientConfig, LLMRequest
 
@@ -8,9 +8,14 @@
     outcome = client.run_many(requests)           # progress bar, results in input order, failures recorded
     print(client.ledger().table())                # calls, tokens and cost per model
 
+    for piece in StreamingClient(client.config).stream(requests[0]):   # text as it is generated; not cached
+        print(piece, end="")
+
 One concern per module: `config` (what the client is told), `data_use` (where data may go), `limits` (rate limits
-and backoff), `transport` (one HTTP attempt), `cache` (responses and the cost ledger), `client` (retries, de-dup and
-many calls), `batch` (the OpenAI Batch API).
+and backoff), `transport` (the SDK clients and one HTTP attempt), `cache` (responses and the cost ledger), `client`
+(retries, de-dup and many calls), `batch` (the OpenAI Batch API), `stream` (one answer streamed as it is generated).
+Every call, streamed or not, passes the same data-use guard and goes straight to the checked host (no environment
+proxies, no redirects).
 """
 
 from ko_radiology.llm.batch import BatchFiles, BatchIngestReport
@@ -26,8 +31,9 @@ from ko_radiology.llm.cache import (
 from ko_radiology.llm.client import DryRunReport, LLMClient, RequestFailure, RunManyOutcome
 from ko_radiology.llm.config import LLMClientConfig, LLMRequest
 from ko_radiology.llm.data_use import PROVENANCES, DataUseError, check_data_use, is_allowed_host, is_credentialed
-from ko_radiology.llm.errors import LLMClientError, NonRetryableError, RetriesExhaustedError
+from ko_radiology.llm.errors import LLMClientError, NonRetryableError, RetriesExhaustedError, StreamError
 from ko_radiology.llm.limits import RateLimiter, estimate_tokens
+from ko_radiology.llm.stream import StreamingClient
 
 __all__ = [
     "BatchFiles",
@@ -50,6 +56,8 @@ __all__ = [
     "ResponseStore",
     "RetriesExhaustedError",
     "RunManyOutcome",
+    "StreamError",
+    "StreamingClient",
     "cache_key",
     "check_data_use",
     "estimate_tokens",

@@ -26,6 +26,10 @@ class RetriesExhaustedError(LLMClientError):
     """Every attempt failed with a transient cause; the message names the endpoint and the last cause."""
 
 
+class StreamError(LLMClientError):
+    """A streamed answer failed: no connection, an HTTP error, a stream that broke off or carried no text at all."""
+
+
 class TransientError(Exception):
     """One failed attempt worth retrying; `billed` carries usage when the endpoint did the work (invalid JSON)."""
 

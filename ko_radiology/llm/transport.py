@@ -1,4 +1,4 @@
-"""The HTTP side, on the `openai` SDK: the SDK clients for chat and the Batch API, and one chat attempt.
+"""The HTTP side, on the `openai` SDK: the SDK clients for chat, streams and the Batch API, and one chat attempt.
 
 The SDK's own retries are off (`max_retries=0`): the client's loop retries instead, because its backoff, shared 429
 pause and fatal-status breaker span every worker. Environment proxies are ignored (`trust_env=False`) and redirects
@@ -85,7 +85,7 @@ def async_sdk(config: LLMClientConfig) -> tuple[openai.AsyncOpenAI, dict[str, An
 
 
 def sync_sdk(config: LLMClientConfig) -> tuple[openai.OpenAI, dict[str, Any]]:
-    """The Batch path's SDK client and its per-request headers."""
+    """The SDK client of the Batch path and of streams, and its per-request headers."""
     settings = SDKSettings(config)
     http = httpx2.Client(**settings.http_args)
     return openai.OpenAI(**settings.client_args, http_client=http), settings.request_headers
@@ -107,12 +107,17 @@ async def post_chat(
     except (TimeoutError, openai.APITimeoutError):
         raise TransientError(f"timed out after {timeout_s}s") from None
     except openai.APIConnectionError as exc:
-        raise TransientError(f"connection failed ({type(exc.__cause__).__name__}: {exc.__cause__})") from None
+        raise TransientError(connection_failure(exc)) from None
     except openai.APIStatusError as exc:
         raise status_error(sdk, exc, endpoint) from None
     except ValueError as exc:  # a 200 whose body is not JSON
         raise TransientError(f"malformed response ({type(exc).__name__}: {exc})") from None
     return completion_of(answer, wants_json)
+
+
+def connection_failure(exc: openai.APIConnectionError) -> str:
+    """The SDK says only "Connection error."; the cause says which (refused, reset, name not found)."""
+    return f"connection failed ({type(exc.__cause__).__name__}: {exc.__cause__})"
 
 
 def status_error(sdk: openai.AsyncOpenAI, exc: openai.APIStatusError, endpoint: str) -> Exception:
