@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: setup browser test quality bench bench-gpu demo serve-demo pipeline pipeline-stages
+.PHONY: setup browser test quality bench bench-gpu gpu-check demo serve-demo pipeline pipeline-stages
 
 setup: $(INSTALLED) browser
 	$(PYTHON) -m ko_radiology.models prepare
@@ -40,6 +40,13 @@ bench: setup
 
 bench-gpu: setup
 	$(PYTHON) bench/bench_qlora_gpu.py
+
+# The 7B QLoRA recipe end to end on a GPU with nothing downloaded (training/gpu_check.py): random weights with
+# Qwen2.5-7B's shapes, training.sft, training.export, training.check, and accelerate DDP on 2+ GPUs; one table, also in
+# $(OUT)/gpu-check/gpu/summary.json. GPU_CHECK_FLAGS=--cpu-dry-run: the same commands on a 2-layer model on CPU.
+GPU_CHECK_FLAGS ?=
+gpu-check: setup
+	$(PYTHON) -m training.gpu_check --out $(OUT)/gpu-check $(GPU_CHECK_FLAGS)
 
 # ---- `make demo` and `make pipeline` -------------------------------------------------------------------------------
 # Everything they write goes under $(OUT) (ignored by git). Each stage is a file target, so a second run redoes nothing

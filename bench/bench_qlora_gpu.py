@@ -8,6 +8,13 @@ trained with the recipe's LoRA (r=8, alpha=32, q_proj/v_proj), bf16 compute, gra
 taken on the last quarter of each sequence (answer-only, as in training) through `training.trainer.answer_only_loss`.
 It prints tokens/s over the timed steps (after `--warmup` steps) and peak GPU memory. It needs CUDA and refuses
 without it.
+
+The model trains in training mode, and the first step counts the decoder layers' MLP forward calls: checkpointing
+recomputes each layer in the backward pass, so a step calls each twice. A model left in eval mode (as
+`from_pretrained` returns it, and as this bench ran before: peft's wrapper said `training`, its layers did not)
+calls each once and keeps every activation: that run
+reported 32.1 GiB peak on an H100. The bench refuses to report a peak unless both checks hold.
+`python -m training.gpu_check` runs the shipped recipe itself through `training.sft`.
 """
 
 import argparse
@@ -62,6 +69,23 @@ def add_lora(model):
     return get_peft_model(model, lora)
 
 
+def layer_calls(model) -> list[int]:
+    """A counter of the decoder layers' MLP forward calls: 2 per layer and step where gradient checkpointing recomputes
+    the layers in the backward pass, 1 where it is off. (Forward hooks do not see the recomputation.)"""
+    calls = [0]
+
+    def counted(forward):
+        def forward_counted(*args, **kwargs):
+            calls[0] += 1
+            return forward(*args, **kwargs)
+
+        return forward_counted
+
+    for layer in model.get_base_model().model.layers:
+        layer.mlp.forward = counted(layer.mlp.forward)
+    return calls
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=10, help="timed optimizer steps")
@@ -76,6 +100,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         model = add_lora(build_quantized_model(Path(tmp)))
+    model.train()  # from_pretrained returns the model in eval mode, where checkpointing is skipped
+    calls = layer_calls(model)
+    layers = len(model.get_base_model().model.layers)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-4)
     input_ids = torch.randint(3, LLAMA2_7B["vocab_size"], (args.batch_size, args.seq_len), device="cuda")
     labels = torch.full_like(input_ids, -100)
@@ -92,15 +119,26 @@ def main() -> None:
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        if step == 0:
+            calls_per_layer = calls[0] / layers
+            training = all(layer.training for layer in model.get_base_model().model.layers)
+            if not (training and calls_per_layer == 2):
+                sys.exit(
+                    f"Gradient checkpointing is not active (layers in training mode: {training}; {calls_per_layer:g} "
+                    "forward calls per layer in a step, 2 expected): the peak would not be the recipe's."
+                )
     torch.cuda.synchronize()
     elapsed = time.perf_counter() - start
     result = {
         "device": torch.cuda.get_device_name(0),
+        "training_mode": training,
+        "layer_forward_calls_per_step": calls_per_layer,
         "batch_size": args.batch_size,
         "seq_len": args.seq_len,
         "steps": args.steps,
         "tokens_per_s": round(args.steps * args.batch_size * args.seq_len / elapsed, 1),
         "peak_gpu_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+        "peak_gpu_memory_reserved_gib": round(torch.cuda.max_memory_reserved() / 2**30, 2),
         "last_loss": round(loss.item(), 4),
     }
     print(json.dumps(result))

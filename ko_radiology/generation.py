@@ -41,7 +41,8 @@ def is_adapter(path: str | Path) -> bool:
 
 
 def load_for_generation(path: str | Path, dtype: str = "float32"):
-    """Model and tokenizer from a merged model folder (or id), or from an adapter folder merged into its base.
+    """Model and tokenizer from a merged model folder (or id), or from an adapter folder merged into its base, on the
+    GPU where there is one.
 
     The adapter's base is the Hub id its `adapter_config.json` names; where that id is an embedded model prepared here,
     the prepared copy is loaded (what it was trained on, and available offline).
@@ -49,15 +50,16 @@ def load_for_generation(path: str | Path, dtype: str = "float32"):
     from peft import PeftConfig, PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     if not is_adapter(path):
         model, tokenizer = load_model_and_tokenizer(path, dtype=dtype)
-        return model.eval(), tokenizer
+        return model.to(device).eval(), tokenizer
     base = local_base_for(PeftConfig.from_pretrained(path).base_model_name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(path)
     require_chat_template(tokenizer, path)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
     model = PeftModel.from_pretrained(model, path).merge_and_unload()
-    return model.eval(), tokenizer
+    return model.to(device).eval(), tokenizer
 
 
 def stop_token_ids(model, tokenizer) -> list[int]:
@@ -87,6 +89,7 @@ def generate_answers(
         batch = order[start : start + batch_size]
         # The rendered template already starts with <bos>; the tokenizer must not add a second one
         inputs = tokenizer([prompts[i] for i in batch], padding=True, add_special_tokens=False, return_tensors="pt")
+        inputs = inputs.to(model.device)
         with torch.inference_mode():
             output = model.generate(
                 **inputs,
