@@ -60,12 +60,12 @@ MERGE_DTYPE ?= float32
 export HF_DATASETS_DISABLE_PROGRESS_BARS := 1
 
 SAMPLE := $(OUT)/sample/hub
-SAMPLE_FILES := $(shell find dataset_builder/sample -type f)
+SAMPLE_FILES := $(shell find ko_radiology/sample -type f)
 SHA256 := $(shell command -v sha256sum || echo shasum -a 256)
 
 # The shipped sample with its gold translations and QA, as a Hub folder (what `load_dataset` and training read).
 $(SAMPLE)/README.md: $(SAMPLE_FILES) | $(INSTALLED)
-	$(PYTHON) -m dataset_builder build --data-dir dataset_builder/sample --gold --out $(OUT)/sample/build
+	$(PYTHON) -m dataset_builder build --data-dir ko_radiology/sample --gold --out $(OUT)/sample/build
 	$(PYTHON) -m dataset_builder export $(OUT)/sample/build --out $(SAMPLE) --repo-id org/ko-cxr-qa
 
 # An adapter is stored under a key that hashes the training data's files, the recipe and TRAIN_FLAGS: the same inputs
@@ -151,7 +151,7 @@ with_server = $(if $(2),$(subst {endpoint},$(2),$(3)),$(PYTHON) -m space.demo $(
 
 $(PIPELINE)/generated/hub/README.md: $(SAMPLE_FILES) | $(INSTALLED)
 	$(call with_server,--model $(GENERATE_LOCAL_MODEL) --dtype float32,$(ENDPOINT),$(PYTHON) -m dataset_builder build \
-	    --data-dir dataset_builder/sample --out $(PIPELINE)/generated/build $(GENERATE_FLAGS) \
+	    --data-dir ko_radiology/sample --out $(PIPELINE)/generated/build $(GENERATE_FLAGS) \
 	    --base-url {endpoint} --model $(if $(ENDPOINT),$(MODEL),{model}))
 	$(PYTHON) -m dataset_builder export $(PIPELINE)/generated/build --out $(@D) --repo-id org/ko-cxr-qa-generated
 

@@ -15,7 +15,6 @@ and rubric are sent once per question instead of once per answer).
 
 import argparse
 import json
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,11 +27,12 @@ import httpx
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 
-from dataset_builder.gold import SAMPLE_DIR, load_gold_translations  # noqa: E402
-from dataset_builder.sections import join_sections  # noqa: E402
 from eval.calibrate import KNOWN_ANSWERS  # noqa: E402
 from ko_radiology.judge import CRITERIA, Judge, JudgeConfig, JudgeItem  # noqa: E402
 from ko_radiology.llm import LLMClient, LLMClientConfig  # noqa: E402
+from ko_radiology.processes import free_port  # noqa: E402
+from ko_radiology.sample_corpus import SAMPLE_DIR, load_gold_translations  # noqa: E402
+from ko_radiology.sections import join_sections  # noqa: E402
 
 MODELS = ("gold", "padded_2x", "english_drift", "other_question")
 """Four "models" per question: the gold answer and three known-answer variants, for realistic answer lengths."""
@@ -65,12 +65,6 @@ def items(count: int) -> list[JudgeItem]:
 def judge_config(layout: str) -> JudgeConfig:
     per_call = len(MODELS) if layout == "all" else 1
     return JudgeConfig(criterion="accuracy", answers_per_call=layout, max_tokens=TOKENS_PER_JUDGEMENT * per_call)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_judge(latency_s: float) -> tuple[subprocess.Popen, str]:

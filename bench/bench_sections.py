@@ -15,8 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dataset_builder.gold import SAMPLE_DIR  # noqa: E402
-from dataset_builder.sections import parse_report
+from ko_radiology.sample_corpus import SAMPLE_DIR  # noqa: E402
+from ko_radiology.sections import parse_report
 
 
 def synthetic_corpus(size: int, seed: int = 0) -> list[str]:

@@ -30,13 +30,21 @@ import httpx  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
 from ko_radiology.models import cpu_model_name, model_path  # noqa: E402
+from ko_radiology.processes import (  # noqa: E402
+    SERVER_START_TIMEOUT_S,
+    free_port,
+    launch_model_server,
+    openai_url,
+    start,
+    stop,
+    wait_ready,
+)
 from ko_radiology.prompts import SYSTEM_PROMPT, build_messages  # noqa: E402
 from space.backends import EndpointBackend  # noqa: E402
 from space.config import GenerationSettings, SpaceConfig  # noqa: E402
-from space.demo import stop, wait_ready  # noqa: E402
+from space.demo import APP_START_TIMEOUT_S, space_app  # noqa: E402
 from space.examples import sample_examples  # noqa: E402
-from tests.conftest import SERVER_START_TIMEOUT_S, launch_model_server, openai_url  # noqa: E402
-from tests.space_apps import answers, app_process, ask, client, visitors_in_queue  # noqa: E402
+from space.visitors import answers, ask, client, visitors_in_queue  # noqa: E402
 
 TTFT_TARGET = 0.10
 TOKENS_PER_S_TARGET = 0.05
@@ -178,17 +186,20 @@ def main() -> int:
     load = os.getloadavg()[0]
     print(f"CPU: {cpu_model_name()}, {os.cpu_count()} cores; load average before: {load:.1f}; model: {model}")
     report = sample_examples()[0].report
-    server = launch_model_server(Path(model), Path(tempfile.mkdtemp(prefix="bench_space-")))
+    log_dir = Path(tempfile.mkdtemp(prefix="bench_space-"))
+    server = launch_model_server(model, log_dir)
+    app = space_app(openai_url(server), model, free_port(), log_dir)  # `python space/app.py`, as `make demo` runs it
+    app.env["KO_RADIOLOGY_CONCURRENCY_LIMIT"] = "1"
     try:
         wait_ready(server, SERVER_START_TIMEOUT_S)
-        env = {"KO_RADIOLOGY_ENDPOINT": openai_url(server), "KO_RADIOLOGY_MODEL": model}
-        env["KO_RADIOLOGY_CONCURRENCY_LIMIT"] = "1"
-        with app_process(REPO / "space", env) as url:
-            backend = EndpointBackend(SpaceConfig(endpoint=openai_url(server), model=model))
-            tokenizer = AutoTokenizer.from_pretrained(model)
-            figures = compare(url, backend, report, args.rounds, args.max_new_tokens, tokenizer)
-            figures += queue_order(url, report, args.max_new_tokens)
+        start(app)
+        wait_ready(app, APP_START_TIMEOUT_S)
+        backend = EndpointBackend(SpaceConfig(endpoint=openai_url(server), model=model))
+        tokenizer = AutoTokenizer.from_pretrained(model)
+        figures = compare(app.ready_url, backend, report, args.rounds, args.max_new_tokens, tokenizer)
+        figures += queue_order(app.ready_url, report, args.max_new_tokens)
     finally:
+        stop(app)
         stop(server)
     print(f"load average after: {os.getloadavg()[0]:.1f}")
     if args.json:

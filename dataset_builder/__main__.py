@@ -1,7 +1,7 @@
 """Command line of the dataset builder.
 
-    python -m dataset_builder parse dataset_builder/sample --out out/notes.jsonl
-    python -m dataset_builder build --data-dir dataset_builder/sample --gold --out out/build
+    python -m dataset_builder parse ko_radiology/sample --out out/notes.jsonl
+    python -m dataset_builder build --data-dir ko_radiology/sample --gold --out out/build
     python -m dataset_builder build --data-dir ~/mimic-cxr-reports --out out/build \\
         --model my-model --base-url http://127.0.0.1:8000/v1 --dry-run
     python -m dataset_builder build ... --batch-dir out/batches      # OpenAI Batch API: write, then

@@ -22,7 +22,7 @@ import datasets
 from dataset_builder.options import CONFIG_NAMES
 from dataset_builder.pipeline import Pipeline
 from dataset_builder.schemas import FEATURES
-from dataset_builder.splits import SPLIT_NAMES
+from ko_radiology.splits import SPLIT_NAMES
 
 SUMMARY_FILE = "summary.json"
 STAGING_PREFIX = ".staging-"

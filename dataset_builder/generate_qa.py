@@ -15,9 +15,9 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from dataset_builder.gold import GOLD_TRANSLATOR, SAMPLE_DIR, load_gold_qa
-from dataset_builder.translate import lost_section_reason
+from dataset_builder.translate import GOLD_TRANSLATOR, lost_section_reason
 from ko_radiology.prompts import TASK_TYPES, build_messages, format_user_turn
+from ko_radiology.sample_corpus import SAMPLE_DIR, load_gold_qa
 from ko_radiology.text_checks import is_mostly_korean
 
 TASK_DEFINITIONS = {

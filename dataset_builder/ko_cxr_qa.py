@@ -10,7 +10,7 @@ Data the user brings (`data_dir`)::
     ├── files/pNN/pNNNNNNNN/sNNNNNNNN.txt
     └── mimic-cxr-2.0.0-split.csv.gz         optional official split
 
-or a folder of `.txt` reports, or a `{id, note}` CSV. The shipped `dataset_builder/sample/` has this layout plus
+or a folder of `.txt` reports, or a `{id, note}` CSV. The shipped `ko_radiology/sample/` has this layout plus
 gold translations and QA, which `--gold` uses.
 """
 
@@ -21,7 +21,7 @@ import datasets
 from dataset_builder.options import BuildOptions
 from dataset_builder.pipeline import CONFIG_KEYS, Pipeline
 from dataset_builder.schemas import FEATURES
-from dataset_builder.splits import SPLIT_NAMES
+from ko_radiology.splits import SPLIT_NAMES
 
 _CITATION = """\
 @misc{ko_radiology_gpt,
@@ -58,7 +58,7 @@ _CONFIG_DESCRIPTIONS = {
 class KoCxrQa(datasets.GeneratorBasedBuilder):
     """The `datasets` builder over the gold annotations of `data_dir` (the shipped sample's layout):
 
-        builder = KoCxrQa(config_name="qa", data_dir="dataset_builder/sample")
+        builder = KoCxrQa(config_name="qa", data_dir="ko_radiology/sample")
         builder.download_and_prepare()
         qa = builder.as_dataset()
 

@@ -9,25 +9,25 @@ from collections import Counter
 from pathlib import Path
 
 from dataset_builder.generate_qa import GoldQAGenerator, LLMQAGenerator
-from dataset_builder.glossary import DEFAULT_GLOSSARY, Glossary
 from dataset_builder.options import BuildOptions, EndpointOptions
 from dataset_builder.provenance import build_provenance, endpoint_class
-from dataset_builder.schemas import SECTION_NAMES
-from dataset_builder.sections import parse_report
 from dataset_builder.sources import InputError, RawReport, ReportSource
-from dataset_builder.splits import load_split_assignments, split_of
-from dataset_builder.translate import (
-    GoldTranslator,
-    HFTranslator,
-    LLMTranslator,
-    lost_section_reason,
-    translation_record,
-)
-from ko_radiology.llm import LLMClient, LLMRequest, RunManyOutcome
-from ko_radiology.llm.data_use import redact_url
+from dataset_builder.translate import GoldTranslator, HFTranslator, lost_section_reason, translation_record
+from ko_radiology.glossary import DEFAULT_GLOSSARY, Glossary
+from ko_radiology.llm import LLMClient, LLMRequest
+from ko_radiology.llm.completer import ChatCompleter
+from ko_radiology.sections import SECTION_NAMES, parse_report
+from ko_radiology.splits import load_split_assignments, split_of
+from ko_radiology.translation import LLMTranslator
 
 CONFIG_KEYS = {"notes": "study_id", "translation": "study_id", "qa": "id"}
 """The field that identifies a row of each config."""
+RESUME_HINT = (
+    "Nothing in the build folder was replaced; fix the endpoint and run the same command again (answered calls are "
+    "cached)."
+)
+"""How a build stage whose calls all failed ends its error (`StageFailedError`): the build stops before replacing
+anything."""
 TRANSLATE_CHUNK = 256
 """Notes translated per batch: big enough to keep the endpoint busy, small enough to show progress and free memory."""
 
@@ -43,11 +43,6 @@ def note_record(report: RawReport) -> dict:
         "other_sections": parsed.other_sections,
         "parse_flags": report.flags + parsed.flags,
     }
-
-
-class StageFailedError(ValueError):
-    """Every call of one llm stage failed: the endpoint is down or refuses. The build stops before replacing
-    anything; answered calls are cached, so the same command resumes."""
 
 
 class Pipeline:
@@ -227,44 +222,6 @@ class Pipeline:
             summary["ledger_all_runs"] = [dataclasses.asdict(row) for row in self._client.ledger().rows]
         return summary
 
-    def _completer(self, stage: str, temperature: float, seed: int | None = None) -> "ChatCompleter":
-        return ChatCompleter(self.client, self.options.max_tokens, temperature, seed, self.counts, stage)
-
-
-class ChatCompleter:
-    """A stage's view of the shared client: a list of chat messages in, a list of replies out (None where a request
-    failed after its retries; failures are counted, and the next run retries only them)."""
-
-    def __init__(
-        self,
-        client: LLMClient,
-        max_tokens: int,
-        temperature: float,
-        seed: int | None,
-        counts: Counter,
-        stage: str = "llm calls",
-    ):
-        """`stage` names the calls in the progress bar and in the error when all of them fail."""
-        self.stage = stage
-        self.client = client
-        self.model = client.config.model
-        self.request_options = {"max_tokens": max_tokens, "temperature": temperature, "seed": seed}
-        self.counts = counts
-
-    def requests(self, conversations: list[list[dict]]) -> list[LLMRequest]:
-        return [LLMRequest(messages=messages, **self.request_options) for messages in conversations]
-
-    def __call__(self, conversations: list[list[dict]]) -> list[str | None]:
-        outcome = self.client.run_many(self.requests(conversations), desc=self.stage)
-        self.counts["llm_failed_requests"] += len(outcome.failures)
-        if outcome.failures and len(outcome.failures) == len(conversations):
-            raise StageFailedError(self._all_failed(outcome))
-        return [result.text if result is not None else None for result in outcome.results]
-
-    def _all_failed(self, outcome: RunManyOutcome) -> str:
-        cause = " ".join(outcome.failures[0].error.split())[:300].rstrip(".")
-        return (
-            f"{self.stage}: all {len(outcome.failures)} requests to {redact_url(self.client.config.base_url)} "
-            f"failed; first cause: {cause}. Nothing in the build folder was replaced; fix the endpoint and run the "
-            "same command again (answered calls are cached)."
-        )
+    def _completer(self, stage: str, temperature: float, seed: int | None = None) -> ChatCompleter:
+        options = self.options
+        return ChatCompleter(self.client, options.max_tokens, temperature, seed, self.counts, stage, RESUME_HINT)

@@ -9,10 +9,10 @@ import hashlib
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from dataset_builder.gold import SAMPLE_DIR
 from dataset_builder.sources import ReportSource
 from ko_radiology.llm import LLMClientConfig, is_allowed_host
 from ko_radiology.llm.data_use import PROVENANCES
+from ko_radiology.sample_corpus import SAMPLE_DIR
 
 SYNTHETIC, MIMIC_CXR, USER = PROVENANCES
 STRICTNESS = {SYNTHETIC: 0, USER: 1, MIMIC_CXR: 2}

@@ -2,20 +2,7 @@
 
 import datasets
 
-SECTION_NAMES = (
-    "examination",
-    "indication",
-    "history",
-    "technique",
-    "comparison",
-    "findings",
-    "impression",
-    "recommendations",
-    "notification",
-    "addendum",
-)
-"""Canonical section names, in report order. HISTORY stays its own section (MIMIC uses it instead of, or beside,
-INDICATION); `RECOMMENDATION(S)` becomes `recommendations`."""
+from ko_radiology.sections import SECTION_NAMES
 
 MESSAGE = {"role": datasets.Value("string"), "content": datasets.Value("string")}
 

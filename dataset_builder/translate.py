@@ -1,51 +1,19 @@
-"""Translate notes into Korean, section by section: `gold` (the sample's), `llm` (any OpenAI-compatible endpoint) or
-`hf` (a local transformers translation model such as NLLB or opus-mt).
-
-Section by section keeps the report's structure, keeps each request short, and lets a cache hit on a common section
-("No acute cardiopulmonary process.") serve thousands of reports.
+"""Translate notes into Korean, section by section: `gold` (the sample's), `llm` (any OpenAI-compatible endpoint, the
+translator the Space shares: `ko_radiology.translation.LLMTranslator`) or `hf` (a local transformers translation model
+such as NLLB or opus-mt); and the translation record each note becomes.
 """
 
-from collections.abc import Callable
 from pathlib import Path
 
-from dataset_builder.glossary import Glossary
-from dataset_builder.gold import GOLD_TRANSLATOR, load_gold_translations
-from dataset_builder.schemas import SECTION_NAMES
-from dataset_builder.sections import join_sections
 from dataset_builder.translation_checks import check_section
-from ko_radiology.llm import LLMRequest
+from ko_radiology.glossary import Glossary
+from ko_radiology.sample_corpus import load_gold_translations
+from ko_radiology.sections import join_sections
 from ko_radiology.text_checks import hangul_ratio
+from ko_radiology.translation import present_sections, translate_by_section
 
-TRANSLATION_SYSTEM_PROMPT = (
-    "You translate sections of English chest X-ray reports into Korean, the way Korean radiologists write reports: "
-    "concise, noun-ending style (예: '우하엽에 경화 소견이 보임.', '기흉은 없음.'). "
-    "Keep every number, unit, laterality (right/left/bilateral) and the placeholder ___ exactly. "
-    "Keep numbered items numbered. "
-    "Use the given glossary terms. Reply with the Korean translation only."
-)
-
-
-def present_sections(note: dict) -> dict[str, str]:
-    return {name: note[name] for name in SECTION_NAMES if note.get(name)}
-
-
-def translation_messages(section: str, english: str, glossary: Glossary) -> list[dict[str, str]]:
-    """The glossary terms found in this section travel with it, so the model uses the project's terminology."""
-    terms = "\n".join(f"- {entry.english} → {entry.korean}" for entry in glossary.terms_in(english))
-    user = f"Section: {section.upper()}\nGlossary:\n{terms or '- (none)'}\n\n{english}"
-    return [{"role": "system", "content": TRANSLATION_SYSTEM_PROMPT}, {"role": "user", "content": user}]
-
-
-def translate_by_section(
-    notes: list[dict], translate_sections: Callable[[list[tuple[str, str]]], list[str | None]]
-) -> list[dict[str, str | None]]:
-    """Send every section of every note to `translate_sections` at once and regroup the Korean per note."""
-    jobs = [(index, name, text) for index, note in enumerate(notes) for name, text in present_sections(note).items()]
-    korean: list[dict[str, str | None]] = [{} for _ in notes]
-    translated = translate_sections([(name, text) for _, name, text in jobs])
-    for (index, name, _), text in zip(jobs, translated, strict=True):
-        korean[index][name] = text
-    return korean
+GOLD_TRANSLATOR = "gold"
+"""Translator backend and generator model name recorded for hand-written records."""
 
 
 def translation_record(
@@ -98,32 +66,6 @@ class GoldTranslator:
         if missing:
             raise ValueError(f"{self.data_dir}/gold/translations.jsonl has no translation for {missing[:5]}.")
         return [self.gold[note["study_id"]] for note in notes]
-
-
-class LLMTranslator:
-    """One chat request per section, sent together so the client's concurrency and cache do the work."""
-
-    backend = "llm"
-
-    def __init__(self, complete_many: Callable[[list[list[dict]]], list[str | None]], glossary: Glossary):
-        self.complete_many = complete_many
-        self.model = complete_many.model
-        self.glossary = glossary
-
-    def translate(self, notes: list[dict]) -> list[dict[str, str]]:
-        return translate_by_section(notes, self._translate_sections)
-
-    def messages(self, section: str, english: str) -> list[dict[str, str]]:
-        return translation_messages(section, english, self.glossary)
-
-    def requests(self, notes: list[dict]) -> list[LLMRequest]:
-        """The chat requests `translate(notes)` would send, for a dry run or Batch API files."""
-        sections = [(name, text) for note in notes for name, text in present_sections(note).items()]
-        return self.complete_many.requests([self.messages(name, text) for name, text in sections])
-
-    def _translate_sections(self, sections: list[tuple[str, str]]) -> list[str | None]:
-        replies = self.complete_many([self.messages(name, text) for name, text in sections])
-        return [reply.strip() if reply is not None else None for reply in replies]
 
 
 class HFTranslator:

@@ -3,7 +3,7 @@ decides what to do with `quality_flags`, and the build summary says how many the
 
 import re
 
-from dataset_builder.glossary import Glossary
+from ko_radiology.glossary import Glossary
 from ko_radiology.text_checks import is_mostly_korean
 
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")

@@ -16,12 +16,12 @@ from pathlib import Path
 
 from transformers import HfArgumentParser
 
-from dataset_builder.gold import SAMPLE_DIR, load_gold_translations
-from dataset_builder.sections import join_sections
 from eval.options import JUDGE_RENAMES, JudgeEndpoint, client_config
 from ko_radiology.atomic_io import write_text_atomically
 from ko_radiology.judge import CRITERIA, Judge, JudgeConfig, JudgeItem, JudgeOutcome, longer_answer_wins
 from ko_radiology.llm import DataUseError, LLMClient
+from ko_radiology.sample_corpus import SAMPLE_DIR, load_gold_translations
+from ko_radiology.sections import join_sections
 from ko_radiology.statistics import bootstrap_ci
 
 KNOWN_ANSWERS = SAMPLE_DIR / "known_answers" / "known_answers.jsonl"

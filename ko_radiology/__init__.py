@@ -2,11 +2,15 @@
 
 - `prompts`: the one prompt format (report + instruction → chat messages); `models`: the embedded base model;
   `generation`: local batched generation with a fine-tuned model.
+- `sections`: the report section parser; `glossary`: the English→Korean radiology glossary; `translation`: a report
+  translated section by section with a chat model; `sample_corpus`: the shipped sample (`sample/`) and its gold
+  annotations; `splits`: which split each study belongs to.
 - `llm`: the one client for every model call (OpenAI-compatible chat and Batch API, cache and cost ledger, rate
   limits, the PhysioNet data-use guard); `judge`: the LLM judge built on it.
 - `text_checks`, `reference_metrics`, `statistics`: Korean text checks, judge-free metrics, confidence intervals;
   `atomic_io`: writes that land whole or not at all; `dataset_folders`: a Hub-shaped folder read afresh, never a stale
-  cache of another folder of the same name; `cpu_blas`: MKL's fast kernels on AMD CPUs (load before torch).
+  cache of another folder of the same name; `cpu_blas`: MKL's fast kernels on AMD CPUs (load before torch);
+  `processes`: start local services, wait until they answer, stop them with all they started.
 
 The four deployables (`dataset_builder`, `training`, `space`, `eval`) import from here and never copy it.
 """

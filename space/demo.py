@@ -9,146 +9,38 @@ python -m space.demo --model embedded:base --run -- \
 python -m space.demo --stand-in-judge --run -- python -m eval.judge ... --judge-base-url {endpoint}
 ```
 
-Every process started here gets its own process group, and the whole group is stopped (SIGTERM, then SIGKILL) on
-Ctrl-C, on SIGTERM, or when one of them dies, so nothing is left running. A busy port moves to the next free one, with
-a message. `--run` serves the model (or `eval.stand_in_judge`, the rule-based judge) only while one command runs,
-with `{endpoint}` and `{model}` filled in.
+Every process started here gets its own process group (`ko_radiology.processes`), and the whole group is stopped
+(SIGTERM, then SIGKILL) on Ctrl-C, on SIGTERM, or when one of them dies, so nothing is left running. A busy port moves
+to the next free one, with a message. `--run` serves the model (or `eval.stand_in_judge`, the rule-based judge) only
+while one command runs, with `{endpoint}` and `{model}` filled in.
 """
 
 import argparse
-import ctypes
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
 from ko_radiology.models import resolve_model
+from ko_radiology.processes import (
+    SERVER_START_TIMEOUT_S,
+    Service,
+    ServiceError,
+    model_server,
+    openai_url,
+    pick_port,
+    start,
+    stop,
+    wait_ready,
+)
 
 APP_PATH = Path(__file__).with_name("app.py")
-SERVER_START_TIMEOUT_S = 300.0
-"""Loading a model on a busy 2-core CPU can take minutes; the Space and the stand-in judge start in seconds."""
 APP_START_TIMEOUT_S = 120.0
-STOP_TIMEOUT_S = 10.0
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-PORT_SEARCH = 100
-
-
-class DemoError(Exception):
-    """A process could not be started or died; the message says which and shows its log."""
-
-
-@dataclass
-class Service:
-    """One process of the demo: how to start it, where it logs, which URL answers 200 once it is ready."""
-
-    name: str
-    command: list[str]
-    env: dict[str, str]
-    ready_url: str
-    log_path: Path
-    process: subprocess.Popen | None = field(default=None, repr=False)
-
-    def log_tail(self, lines: int = 30) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-
-def pick_port(preferred: int, what: str) -> int:
-    """`preferred` if it is free on loopback, otherwise the next free port, saying so (never a traceback)."""
-    for port in range(preferred, preferred + PORT_SEARCH):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        if port != preferred:
-            print(f"Port {preferred} is in use (another demo still running?); the {what} uses port {port} instead.")
-        return port
-    raise DemoError(f"Ports {preferred}-{preferred + PORT_SEARCH - 1} are all in use; pass a free one for the {what}.")
-
-
-def _stop_with_parent() -> None:
-    """In the child, before exec: get SIGTERM if the demo dies without cleaning up (kill -9), Linux only."""
-    if sys.platform == "linux":
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def start(service: Service) -> None:
-    service.log_path.parent.mkdir(parents=True, exist_ok=True)
-    with service.log_path.open("w") as log:
-        service.process = subprocess.Popen(
-            service.command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **service.env},
-            start_new_session=True,  # own process group: the terminal's Ctrl-C reaches us, and we stop the group
-            preexec_fn=_stop_with_parent,
-        )
-    print(f"Started {service.name} (pid {service.process.pid}, log {service.log_path}).", flush=True)
-
-
-def wait_ready(service: Service, timeout_s: float) -> None:
-    """Poll `ready_url` until it answers 200; fail with the log's tail if the process exits or time runs out."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if service.process.poll() is not None:
-            raise DemoError(
-                f"{service.name} exited with {service.process.returncode}. End of {service.log_path}:\n"
-                f"{service.log_tail()}"
-            )
-        try:
-            if httpx.get(service.ready_url, timeout=2.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise DemoError(
-        f"{service.name} did not answer {service.ready_url} within {timeout_s:.0f} s. End of log:\n"
-        f"{service.log_tail()}"
-    )
-
-
-def stop(service: Service) -> None:
-    """SIGTERM the service's whole process group, then SIGKILL whatever is still there after STOP_TIMEOUT_S."""
-    if service.process is None:
-        return
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(service.process.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            service.process.wait(timeout=STOP_TIMEOUT_S)
-            if not group_alive(service.process.pid):
-                break
-        except subprocess.TimeoutExpired:
-            continue
-    service.process.wait()
-    print(f"Stopped {service.name}.", flush=True)
-
-
-def group_alive(pgid: int) -> bool:
-    """Whether any process of the group is left (zombies of ours are reaped by `wait`)."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def model_server(model_dir: str, port: int, log_dir: Path, dtype: str) -> Service:
-    """`transformers serve` pinned to `model_dir`; it accepts exactly that string as the request's model name."""
-    command = [sys.executable, "-m", "transformers.cli.transformers", "serve", model_dir, "--dtype", dtype]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    env = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    ready_url = f"http://127.0.0.1:{port}/health"
-    return Service("model server", command, env, ready_url, log_dir / f"model-server-{port}.log")
 
 
 def stand_in_judge(port: int, log_dir: Path) -> Service:
@@ -184,13 +76,13 @@ def start_server(server: Service, services: list[Service], timeout_s: float) -> 
     services.append(server)
     start(server)
     wait_ready(server, timeout_s)
-    return server.ready_url.removesuffix("/health") + "/v1"
+    return openai_url(server)
 
 
 def start_model_server(model_dir: str, args: argparse.Namespace, services: list[Service]) -> str:
     """Start and warm up the local server on `model_dir`; return its OpenAI base URL."""
     if not (Path(model_dir) / "config.json").is_file():
-        raise DemoError(f"{model_dir} is not a model folder (no config.json). Pass the --out of training.export.")
+        raise ServiceError(f"{model_dir} is not a model folder (no config.json). Pass the --out of training.export.")
     print(f"Loading {model_dir} (up to a few minutes on a busy CPU)...", flush=True)
     server = model_server(model_dir, pick_port(args.server_port, "model server"), args.log_dir, args.dtype)
     endpoint = start_server(server, services, SERVER_START_TIMEOUT_S)
@@ -203,7 +95,7 @@ def local_model_dir(name_or_path: str) -> str:
     try:
         return str(Path(resolve_model(name_or_path)).resolve())
     except FileNotFoundError as error:
-        raise DemoError(str(error)) from None
+        raise ServiceError(str(error)) from None
 
 
 def serve_until_interrupted(services: list[Service]) -> int:
@@ -298,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nStopping...", flush=True)
         return 0
-    except (DemoError, httpx.HTTPError) as error:
+    except (ServiceError, httpx.HTTPError) as error:
         print(f"Demo failed: {error}", file=sys.stderr)
         return 1
     finally:

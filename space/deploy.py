@@ -34,7 +34,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 APP = REPO_ROOT / "space" / "app.py"
 CARD = REPO_ROOT / "space" / "README.md"
 LOCAL_PACKAGES = ("space", "ko_radiology", "dataset_builder")
-PACKAGE_DATA = ("ko_radiology/chat_template.jinja", "dataset_builder/sample")
+PACKAGE_DATA = ("ko_radiology/chat_template.jinja", "ko_radiology/sample")
 """Files the copied modules read at run time: the chat template, and the sample (examples, glossary)."""
 LOCAL_BACKEND_DISTRIBUTIONS = ("torch", "transformers", "peft", "accelerate")
 """Imported lazily by the local backend only, so an endpoint Space installs no torch."""

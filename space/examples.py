@@ -3,10 +3,10 @@ report the model was trained on)."""
 
 from dataclasses import dataclass
 
-from dataset_builder.gold import SAMPLE_DIR, load_gold_qa, load_gold_translations
-from dataset_builder.sections import join_sections
-from dataset_builder.splits import load_split_assignments
 from ko_radiology.prompts import TASK_TYPES
+from ko_radiology.sample_corpus import SAMPLE_DIR, load_gold_qa, load_gold_translations
+from ko_radiology.sections import join_sections
+from ko_radiology.splits import load_split_assignments
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """A pasted report as the model reads it: its sections, in Korean, cut to fit the model's context.
 
-Reports come as the dataset writes them (`소견: ...` blocks, `dataset_builder.sections.join_sections`), as English
+Reports come as the dataset writes them (`소견: ...` blocks, `ko_radiology.sections.join_sections`), as English
 MIMIC-style text (`FINDINGS:`), or as free text. Labelled sections let a report that is too long lose its least
 important parts first, never FINDINGS or IMPRESSION.
 """
@@ -9,8 +9,8 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from dataset_builder.sections import SECTION_LABELS, join_sections, parse_report
 from ko_radiology.prompts import build_messages
+from ko_radiology.sections import SECTION_LABELS, join_sections, parse_report
 from ko_radiology.text_checks import is_mostly_korean
 
 KEPT_SECTIONS = ("impression", "findings")

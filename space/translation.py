@@ -1,5 +1,5 @@
-"""English report → Korean with the dataset builder's translator, so the Space reads reports the way the training
-data was written (same prompt, same glossary, section by section).
+"""English report → Korean with the translator the dataset builder uses (`ko_radiology.translation`), so the Space
+reads reports the way the training data was written (same prompt, same glossary, section by section).
 
 The client's response cache lives in memory (`:memory:`): a visitor's report is never written to disk.
 """
@@ -8,10 +8,10 @@ import os
 from collections import Counter
 from functools import cached_property
 
-from dataset_builder.glossary import Glossary
-from dataset_builder.pipeline import ChatCompleter
-from dataset_builder.translate import LLMTranslator
+from ko_radiology.glossary import Glossary
 from ko_radiology.llm import LLMClient, LLMClientConfig
+from ko_radiology.llm.completer import ChatCompleter
+from ko_radiology.translation import LLMTranslator
 from space.backends import BackendError
 from space.report import Report
 

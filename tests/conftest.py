@@ -16,7 +16,6 @@ the tests before that one run.
 
 import os
 import shutil
-import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +25,9 @@ import httpx
 import pytest
 
 from dataset_builder.__main__ import main as dataset_builder
-from dataset_builder.gold import SAMPLE_DIR
 from ko_radiology.models import is_prepared, model_path
-from space.demo import Service, model_server, start, stop, wait_ready
+from ko_radiology.processes import Service, launch_model_server, openai_url, stop, wait_ready
+from ko_radiology.sample_corpus import SAMPLE_DIR
 
 SERVER_START_TIMEOUT_S = 180
 
@@ -61,25 +60,6 @@ class TinyServer:
 
 
 _LAUNCHED = pytest.StashKey[Service]()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def launch_model_server(folder: Path, log_dir: Path, **env: str) -> Service:
-    """`transformers serve` of a model folder on a free loopback port, started as `make demo` starts it (its own
-    process group, stopped with its children), without waiting for it."""
-    server = model_server(str(folder), free_port(), log_dir, dtype="float32")
-    server.env.update(env)
-    start(server)
-    return server
-
-
-def openai_url(server: Service) -> str:
-    return server.ready_url.removesuffix("/health") + "/v1"
 
 
 def launch_tiny_server() -> Service:

@@ -16,10 +16,10 @@ from datasets import load_dataset, load_from_disk
 from dataset_builder import provenance
 from dataset_builder.__main__ import main
 from dataset_builder.build_dir import STAGING_MARKER
-from dataset_builder.gold import SAMPLE_DIR
 from dataset_builder.ko_cxr_qa import KoCxrQa
 from dataset_builder.schemas import FEATURES
 from ko_radiology.prompts import build_messages
+from ko_radiology.sample_corpus import SAMPLE_DIR
 
 GOOD_REPORT = (
     "                                 FINAL REPORT\n EXAMINATION:  CHEST (PA AND LAT)\n \n"

@@ -14,12 +14,12 @@ from datasets import load_dataset, load_from_disk
 
 from dataset_builder.__main__ import main
 from dataset_builder.build_dir import LOCK_FILE, STAGING_MARKER
-from dataset_builder.glossary import Glossary
-from dataset_builder.gold import SAMPLE_DIR
 from dataset_builder.options import PARTIAL_BUILD_EXIT
 from dataset_builder.schemas import FEATURES
 from dataset_builder.translation_checks import check_section
+from ko_radiology.glossary import Glossary
 from ko_radiology.llm import ResponseStore, cache_key
+from ko_radiology.sample_corpus import SAMPLE_DIR
 from tests.batch_api_standin import BatchApiStandin
 from tests.fault_proxy import Fault, FaultProxy
 

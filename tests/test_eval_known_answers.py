@@ -3,9 +3,9 @@
 import json
 import re
 
-from dataset_builder.gold import SAMPLE_DIR
 from eval import calibrate
 from eval.stand_in_judge import StandInJudge
+from ko_radiology.sample_corpus import SAMPLE_DIR
 
 ROWS = [json.loads(line) for line in calibrate.KNOWN_ANSWERS.read_text("utf-8").splitlines()]
 SPLITS = json.loads((SAMPLE_DIR / "splits.json").read_text())

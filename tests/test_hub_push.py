@@ -12,8 +12,8 @@ import yaml
 
 from dataset_builder.__main__ import main
 from dataset_builder.card import PHYSIONET_GATING
-from dataset_builder.gold import SAMPLE_DIR
 from dataset_builder.hub import push_hub_folder
+from ko_radiology.sample_corpus import SAMPLE_DIR
 from tests.hub_standin import HubStandin
 
 REPO = "org/ko-cxr-qa"

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from dataset_builder.__main__ import main as dataset_builder
-from dataset_builder.gold import SAMPLE_DIR
 from eval import compare, judge
 from ko_radiology.llm import ResponseStore
+from ko_radiology.processes import free_port  # bound, read and closed: nothing listens there
+from ko_radiology.sample_corpus import SAMPLE_DIR
 from tests.batch_api_standin import BatchApiStandin
-from tests.conftest import free_port  # bound, read and closed: nothing listens there
 from tests.fault_proxy import Fault, FaultProxy
 from tests.test_llm_client import filled_cache
 

@@ -229,6 +229,24 @@ def test_a_retry_after_beyond_two_minutes_is_not_waited_out(client, proxy):
     assert proxy.outcomes() == ["status:429"]
 
 
+def test_the_endpoints_retry_headers_are_obeyed(client, proxy):
+    """408 and 409 are retried, `retry-after-ms` is waited out, and `x-should-retry` overrides the status either
+    way (`transport.should_retry`, the rules the SDK's own retry loop follows)."""
+    proxy.script(
+        Fault("status", status=409, headers={"retry-after-ms": "1500"}),
+        Fault("status", status=408),
+        Fault("status", status=400, headers={"x-should-retry": "true"}),
+    )
+    client.complete(report_requests(1)[0])
+    assert proxy.outcomes() == ["status:409", "status:408", "status:400", "forwarded"]
+    gap = proxy.requests[1].at - proxy.requests[0].at
+    assert gap >= 1.5, f"second attempt came {gap:.2f}s after a 409 with retry-after-ms: 1500"
+    proxy.script(Fault("status", status=503, headers={"x-should-retry": "false"}))
+    with pytest.raises(NonRetryableError, match="said not to retry"):
+        client.complete(report_requests(1, prefix="other")[0])
+    assert proxy.outcomes()[4:] == ["status:503"]
+
+
 def test_bad_request_fails_fast(client, proxy):
     proxy.script(Fault.http_status(400))
     with pytest.raises(NonRetryableError, match="HTTP 400"):

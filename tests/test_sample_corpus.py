@@ -6,10 +6,10 @@ from collections import Counter
 
 import pytest
 
-from dataset_builder.glossary import Glossary
-from dataset_builder.gold import SAMPLE_DIR, load_gold_qa, load_gold_translations, read_jsonl
-from dataset_builder.sections import parse_report
+from ko_radiology.glossary import Glossary
 from ko_radiology.prompts import TASK_TYPES
+from ko_radiology.sample_corpus import SAMPLE_DIR, load_gold_qa, load_gold_translations, read_jsonl
+from ko_radiology.sections import parse_report
 from ko_radiology.text_checks import is_mostly_korean
 
 REPORT_PATH = re.compile(r"files/p(\d{2})/p\1\d{6}/s5\d{7}\.txt")

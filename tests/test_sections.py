@@ -1,7 +1,7 @@
 """The section parser on the sample's known layouts and on the odd ones MIMIC-CXR holds."""
 
-from dataset_builder.gold import SAMPLE_DIR
-from dataset_builder.sections import join_sections, parse_report, unwrap
+from ko_radiology.sample_corpus import SAMPLE_DIR
+from ko_radiology.sections import join_sections, parse_report, unwrap
 
 
 def sample_report(study_id: str) -> str:

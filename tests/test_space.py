@@ -14,10 +14,11 @@ import pytest
 import yaml
 from gradio_client.utils import QueueError, Status
 
-from dataset_builder.gold import SAMPLE_DIR
-from dataset_builder.sections import join_sections
 from ko_radiology.llm import DataUseError, estimate_tokens
+from ko_radiology.processes import free_port
 from ko_radiology.prompts import SYSTEM_PROMPT, build_messages, format_user_turn
+from ko_radiology.sample_corpus import SAMPLE_DIR
+from ko_radiology.sections import join_sections
 from space import chat as terminal_chat
 from space import deploy, translation
 from space.app import build_demo
@@ -28,10 +29,10 @@ from space.examples import sample_examples
 from space.feedback import FeedbackStore
 from space.report import CUT_MARK, fit_to_context, read_report
 from space.translation import ReportTranslator
+from space.visitors import answers, ask, client, visitors_in_queue
 from tests.chat_reply_server import ChatReplyServer, Reply
-from tests.conftest import free_port
 from tests.fault_proxy import PROXY_VARIABLES, ConnectionCounter, Fault, FaultProxy
-from tests.space_apps import answers, app_process, ask, client, running_app, visitors_in_queue
+from tests.space_apps import app_process, running_app
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REPORT = sample_examples()[0].report

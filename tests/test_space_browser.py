@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 
 from ko_radiology.models import is_prepared, model_path
+from ko_radiology.processes import launch_model_server, openai_url, stop, wait_ready
 from space.config import SpaceConfig
-from space.demo import stop, wait_ready
 from space.examples import sample_examples
-from tests.conftest import SERVER_START_TIMEOUT_S, launch_model_server, openai_url
-from tests.space_apps import answers, ask, client, running_app
+from space.visitors import answers, ask, client
+from tests.conftest import SERVER_START_TIMEOUT_S
+from tests.space_apps import running_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 INSTALL = "make setup (as root), or: sudo apt-get install chromium fonts-noto-cjk"

@@ -2,8 +2,8 @@
 
 import pytest
 
-from dataset_builder.glossary import Glossary
 from dataset_builder.translation_checks import check_section
+from ko_radiology.glossary import Glossary
 
 GLOSSARY = Glossary.from_tsv()
 ENGLISH = "Small right pleural effusion. A 1.2 cm nodule in the left upper lobe."

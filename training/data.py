@@ -184,7 +184,7 @@ def export_gold_sample(out_dir: Path) -> Path:
     """Build the shipped sample with its gold QA and export it as a Hub folder under `out_dir` (offline, seconds);
     what `--dataset` defaults to in the quality check and the bench."""
     from dataset_builder.__main__ import main as dataset_builder
-    from dataset_builder.gold import SAMPLE_DIR
+    from ko_radiology.sample_corpus import SAMPLE_DIR
 
     build, hub = Path(out_dir) / "build", Path(out_dir) / "hub"
     for command in (

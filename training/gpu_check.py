@@ -259,7 +259,7 @@ def plan(args: argparse.Namespace, out: Path, gpus: int, lora_only: bool) -> lis
     """The commands, the same on GPU and CPU but for the model's size, `DRY_RUN_FLAGS` and `--load_in_4bit false`
     where bitsandbytes cannot train 4-bit on this CPU."""
     python, run, model, hub = sys.executable, out / "run", out / "model", out / "run" / "sample" / "hub"
-    sample = ["build", "--data-dir", "dataset_builder/sample", "--gold", "--out", str(run / "sample" / "build")]
+    sample = ["build", "--data-dir", "ko_radiology/sample", "--gold", "--out", str(run / "sample" / "build")]
     export_sample = ["export", str(run / "sample" / "build"), "--out", str(hub), "--repo-id", "org/ko-cxr-qa"]
     build = [python, "-m", "training.gpu_check", "--build-model", str(model), "--tokenizer", args.tokenizer]
     sft_args = ["--config", str(RECIPE), "--model_name_or_path", str(model), "--dataset_name", str(hub)]

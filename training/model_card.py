@@ -18,7 +18,7 @@ TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "model_card.md"
 CARD_VALUES_FILE = "model_card.json"
 QUALITY_FILE = "quality.json"
 SAMPLE_DATASET = "the synthetic sample"
-"""How the card names the shipped sample (`dataset_builder/sample`, invented reports with hand-written QA)."""
+"""How the card names the shipped sample (`ko_radiology/sample`, invented reports with hand-written QA)."""
 BASE_LICENSES = {"google/gemma": "gemma", "meta-llama/Llama-2": "llama2", "Qwen/Qwen2.5-7B-Instruct": "apache-2.0"}
 """An adapter or merge inherits its base's terms: the card's `license` by base id prefix ("other" if unknown)."""
 

@@ -13,7 +13,8 @@
 
 One concern per module: `config` (what the client is told), `data_use` (where data may go), `limits` (rate limits
 and backoff), `transport` (the SDK clients and one HTTP attempt), `cache` (responses and the cost ledger), `client`
-(retries, de-dup and many calls), `batch` (the OpenAI Batch API), `stream` (one answer streamed as it is generated).
+(retries, de-dup and many calls), `batch` (the OpenAI Batch API), `stream` (one answer streamed as it is generated),
+`completer` (a pipeline stage's conversations in, replies out).
 Every call, streamed or not, passes the same data-use guard and goes straight to the checked host (no environment
 proxies, no redirects).
 """

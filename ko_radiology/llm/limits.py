@@ -25,8 +25,8 @@ def estimate_tokens(messages: Iterable[dict[str, Any]]) -> int:
 
 
 def backoff_delay(attempt: int, retry_after: float | None, base_s: float, max_s: float) -> float:
-    """Exponential backoff with jitter, or the server's Retry-After when it gave one (at least that long; the SDK
-    does not retry past two minutes, and a date already past means now)."""
+    """Exponential backoff with jitter, or the server's Retry-After when it gave one (at least that long;
+    `transport.should_retry` gives up on more than two minutes, and a date already past means now)."""
     if retry_after is not None:
         return max(0.0, retry_after) + random.uniform(0, 0.1)
     return min(max_s, base_s * 2**attempt) * random.uniform(0.5, 1.0)

@@ -7,8 +7,12 @@ becomes an SDK client.
 """
 
 import asyncio
+import email.utils
 import json
+import math
 import os
+import time
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,6 +32,8 @@ HINTS = {
     403: "the key has no access to this model or endpoint",
     404: "check base_url (it should end in /v1 or the deployment path) and model",
 }
+MAX_RETRY_AFTER_S = 120.0
+"""A Retry-After longer than this means not now: the call fails with `NOT_RETRIED` instead of holding a worker."""
 NOT_RETRIED = "the endpoint said not to retry (Retry-After over two minutes, or x-should-retry: false)"
 
 
@@ -97,7 +103,7 @@ async def post_chat(
     """One attempt, bounded in total by `timeout_s` (httpx's timeout bounds each read, not the whole call).
 
     Raises:
-        TransientError: The attempt may succeed if repeated (the SDK's own judgement of the status, or no answer).
+        TransientError: The attempt may succeed if repeated (a status `should_retry` accepts, or no answer).
         NonRetryableError: The endpoint refused the call in a way a retry cannot fix.
     """
     try:
@@ -109,7 +115,7 @@ async def post_chat(
     except openai.APIConnectionError as exc:
         raise TransientError(connection_failure(exc)) from None
     except openai.APIStatusError as exc:
-        raise status_error(sdk, exc, endpoint) from None
+        raise status_error(exc, endpoint) from None
     except ValueError as exc:  # a 200 whose body is not JSON
         raise TransientError(f"malformed response ({type(exc).__name__}: {exc})") from None
     return completion_of(answer, wants_json)
@@ -120,17 +126,46 @@ def connection_failure(exc: openai.APIConnectionError) -> str:
     return f"connection failed ({type(exc.__cause__).__name__}: {exc.__cause__})"
 
 
-def status_error(sdk: openai.AsyncOpenAI, exc: openai.APIStatusError, endpoint: str) -> Exception:
-    """The SDK decides whether a status is worth retrying and reads Retry-After (its own helpers, as its retry loop
-    uses them; the SDK is pinned in requirements.txt); this adds the hint at the fix."""
+def status_error(exc: openai.APIStatusError, endpoint: str) -> Exception:
+    """A transient error where a retry may help (`should_retry`, waiting the Retry-After the endpoint gave), otherwise
+    a non-retryable one with the hint at the fix."""
     cause = f"HTTP {exc.status_code}: {exc.response.text[:300]}"
-    if sdk._should_retry(exc.response):
-        return TransientError(cause, retry_after=sdk._parse_retry_after_header(exc.response.headers))
+    if should_retry(exc.status_code, exc.response.headers):
+        return TransientError(cause, retry_after=retry_after_s(exc.response.headers))
     transient_status = exc.status_code == 429 or exc.status_code >= 500
     invalid = NOT_RETRIED if transient_status else "the request itself is invalid; fix it rather than retrying"
     hint = HINTS.get(exc.status_code, invalid)
     message = f"{endpoint} answered {cause} ({hint})"
     return NonRetryableError(message, status_code=exc.status_code, fatal=isinstance(exc, FATAL_ERRORS))
+
+
+def should_retry(status_code: int, headers: Mapping[str, str]) -> bool:
+    """Retry a request timeout (408), a lock conflict (409), a rate limit (429) or a server error (>= 500), unless the
+    endpoint says otherwise: `x-should-retry: true/false` wins, and a Retry-After over `MAX_RETRY_AFTER_S` (or one
+    that overflows) means not at all. The rules the OpenAI SDK's own retry loop follows."""
+    wait = retry_after_s(headers)
+    if wait is not None and wait > MAX_RETRY_AFTER_S:
+        return False
+    verdict = headers.get("x-should-retry")
+    if verdict in ("true", "false"):
+        return verdict == "true"
+    return status_code in (408, 409, 429) or status_code >= 500
+
+
+def retry_after_s(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait before retrying, from `retry-after-ms`, else `Retry-After` in seconds (floats allowed) or as
+    an HTTP date (negative once past); None when neither header is there or parses."""
+    for name, divisor in (("retry-after-ms", 1000), ("retry-after", 1)):
+        try:
+            seconds = float(headers[name]) / divisor
+        except (KeyError, ValueError):
+            continue
+        if not math.isnan(seconds):
+            return seconds
+    try:
+        return email.utils.parsedate_to_datetime(headers["retry-after"]).timestamp() - time.time()
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return None
 
 
 def completion_of(answer: ChatCompletion, wants_json: bool) -> Completion:

@@ -5,7 +5,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from dataset_builder.gold import SAMPLE_DIR
+from ko_radiology.sample_corpus import SAMPLE_DIR
 
 DEFAULT_GLOSSARY = SAMPLE_DIR / "glossary.tsv"
 GLOSSARY_COLUMNS = ("english", "korean", "expansion", "category")

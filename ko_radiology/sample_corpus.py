@@ -1,14 +1,14 @@
-"""The shipped sample's gold annotations: hand-written Korean translations and QA (see `sample/README.md`).
+"""The shipped sample corpus (`sample/`, see its README) and its gold annotations: hand-written Korean translations
+and QA.
 
-`--gold` builds read these instead of calling a model, so the whole pipeline runs offline on the sample.
+The builder's `--gold` builds read these instead of calling a model, so the whole pipeline runs offline on the sample;
+the Space takes its examples and the judge calibration its reports from them.
 """
 
 import json
 from pathlib import Path
 
 SAMPLE_DIR = Path(__file__).parent / "sample"
-GOLD_TRANSLATOR = "gold"
-"""Translator backend and generator model name recorded for hand-written records."""
 
 
 def read_jsonl(path: Path) -> list[dict]:

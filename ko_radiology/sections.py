@@ -1,12 +1,12 @@
 """Split a MIMIC-CXR free-text report into its sections.
 
-    from dataset_builder.sections import parse_report
+    from ko_radiology.sections import parse_report
     parse_report(open("s50414267.txt").read()).sections["impression"]
 
 MIMIC-CXR reports are hard-wrapped free text under uppercase headers (`FINDINGS:`). Headers vary between sites and
 years (`HISTORY` or `INDICATION`, `RECOMMENDATION(S)`, `CONCLUSION`), some reports hold only an impression, some merge
 findings and impression under one header, some label organs inside FINDINGS (`LUNGS:`, `PLEURA:`), and some carry
-addenda. Known headers map to the canonical names in `schemas.SECTION_NAMES`; organ labels stay in the section they
+addenda. Known headers map to the canonical names in `SECTION_NAMES`; organ labels stay in the section they
 label; any other uppercase header is kept in `other_sections` rather than lost. One compiled regex pass keeps this
 fast enough for the full corpus (see `bench/bench_sections.py`).
 """
@@ -14,7 +14,20 @@ fast enough for the full corpus (see `bench/bench_sections.py`).
 import re
 from dataclasses import dataclass, field
 
-from dataset_builder.schemas import SECTION_NAMES
+SECTION_NAMES = (
+    "examination",
+    "indication",
+    "history",
+    "technique",
+    "comparison",
+    "findings",
+    "impression",
+    "recommendations",
+    "notification",
+    "addendum",
+)
+"""Canonical section names, in report order. HISTORY stays its own section (MIMIC uses it instead of, or beside,
+INDICATION); `RECOMMENDATION(S)` becomes `recommendations`."""
 
 HEADER_ALIASES = {
     "EXAMINATION": "examination",
