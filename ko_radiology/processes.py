@@ -72,6 +72,18 @@ def _stop_with_parent() -> None:
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def loopback_without_proxy(environ: dict[str, str]) -> dict[str, str]:
+    """`NO_PROXY`/`no_proxy` extended by loopback, for a process that calls itself or its neighbours over loopback with
+    a client that honours environment proxies: Gradio checks its own page that way at launch, and refuses to start when
+    a proxy (a company's, set without `NO_PROXY`) answers for it."""
+    listed = {host.strip() for name in ("NO_PROXY", "no_proxy") for host in environ.get(name, "").split(",")}
+    hosts = ",".join(sorted(listed - {""}) + [host for host in LOOPBACK_HOSTS if host not in listed])
+    return {"NO_PROXY": hosts, "no_proxy": hosts}
+
+
 def start(service: Service) -> None:
     service.log_path.parent.mkdir(parents=True, exist_ok=True)
     with service.log_path.open("w") as log:
@@ -96,7 +108,7 @@ def wait_ready(service: Service, timeout_s: float) -> None:
                 f"{service.log_tail()}"
             )
         try:
-            if httpx.get(service.ready_url, timeout=2.0).status_code == 200:
+            if httpx.get(service.ready_url, timeout=2.0, trust_env=False).status_code == 200:
                 return
         except httpx.TransportError:
             pass

@@ -22,6 +22,7 @@ if not (Path(__file__).resolve().parent / "space").is_dir():
 import gradio as gr  # noqa: E402
 
 from ko_radiology.llm import DataUseError  # noqa: E402
+from ko_radiology.processes import loopback_without_proxy  # noqa: E402
 from ko_radiology.prompts import SYSTEM_PROMPT  # noqa: E402
 from space.backends import build_backend  # noqa: E402
 from space.config import GenerationSettings, SpaceConfig  # noqa: E402
@@ -164,4 +165,5 @@ if __name__ == "__main__":
         app = build_demo(SpaceConfig.from_env())
     except (ValueError, DataUseError) as error:  # a setting to fix: one line in the Space's log, no traceback
         sys.exit(f"error: {error}")
+    os.environ.update(loopback_without_proxy(os.environ))  # Gradio checks its own page through any env proxy
     app.launch()

@@ -68,7 +68,8 @@ def space_app(endpoint: str, model: str | None, port: int, log_dir: Path) -> Ser
 def warm_up(endpoint: str, model: str) -> None:
     """One 1-token request, so the first visitor does not wait for the weights to load."""
     body = {"model": model, "messages": [{"role": "user", "content": "안녕하세요"}], "max_tokens": 1}
-    httpx.post(f"{endpoint}/chat/completions", json=body, timeout=SERVER_START_TIMEOUT_S).raise_for_status()
+    answer = httpx.post(f"{endpoint}/chat/completions", json=body, timeout=SERVER_START_TIMEOUT_S, trust_env=False)
+    answer.raise_for_status()
 
 
 def start_server(server: Service, services: list[Service], timeout_s: float) -> str:

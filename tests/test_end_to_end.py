@@ -20,6 +20,8 @@ import psutil
 import pytest
 from gradio_client import Client
 
+from tests.fault_proxy import PROXY_VARIABLES, ConnectionCounter
+
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN_FLAGS = (
     "--model_name_or_path embedded:tiny --dtype float32 --max_steps 2 --max_length 384 --eval_strategy no "
@@ -33,10 +35,16 @@ REPORT = "소견: 양측 폐는 깨끗하다. 기흉이나 흉수는 없다.\n\n
 class MakeRun:
     """`make TARGET VAR=...` in its own process group (like a terminal's foreground job), its output collected live."""
 
-    def __init__(self, target: str, **variables: str):
+    def __init__(self, target: str, env: dict[str, str] | None = None, **variables: str):
         command = ["make", "--no-print-directory", target] + [f"{name}={value}" for name, value in variables.items()]
         self.process = subprocess.Popen(
-            command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
         )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -101,24 +109,32 @@ def out_dir(tmp_path_factory, gold_hub_folder) -> Path:
 
 
 def test_make_demo_serves_the_fine_tuned_model_and_ctrl_c_stops_everything(out_dir):
-    demo = MakeRun("demo", OUT=out_dir, TRAIN_FLAGS=TRAIN_FLAGS)
-    try:
-        url = demo.wait_for(r"Ko-Radiology-GPT is running: (\S+)", START_TIMEOUT_S).group(1)
-        pids = [int(pid) for pid in re.findall(r"Started .+? \(pid (\d+),", demo.output)]
-        assert len(pids) == 2, demo.output  # the model server and the Space
-        assert "merged" in demo.output and f"{out_dir}/adapters/" in demo.output
+    """Run as on a machine whose environment names a proxy (and no NO_PROXY): nothing may reach it, and the demo must
+    not wait on it (it used to poll its own servers through it until the start timeout)."""
+    env = {name: value for name, value in os.environ.items() if name.lower() != "no_proxy"}
+    with ConnectionCounter() as proxy:
+        env.update({name: f"http://127.0.0.1:{proxy.port}" for name in PROXY_VARIABLES})
+        demo = MakeRun("demo", env=env, OUT=out_dir, TRAIN_FLAGS=TRAIN_FLAGS)
+        try:
+            url = demo.wait_for(r"Ko-Radiology-GPT is running: (\S+)", START_TIMEOUT_S).group(1)
+            pids = [int(pid) for pid in re.findall(r"Started .+? \(pid (\d+),", demo.output)]
+            assert len(pids) == 2, demo.output  # the model server and the Space
+            assert "merged" in demo.output and f"{out_dir}/adapters/" in demo.output
 
-        client = Client(url, verbose=False)
-        question = "이 판독문을 요약해 주세요."
-        job = client.submit(question=question, report_text=REPORT, max_new_tokens=16, temperature=0.0, api_name="/ask")
-        updates = list(job)
-        chat = job.result()[0]
-        assert len(updates) >= 2, "the answer arrives as a stream of growing updates"
-        assert [message["role"] for message in chat] == ["user", "assistant"]
-        assert chat[-1]["content"], "the tiny model answers something (random words)"
-    finally:
-        returncode = demo.interrupt()
+            client = Client(url, verbose=False)
+            question = "이 판독문을 요약해 주세요."
+            job = client.submit(
+                question=question, report_text=REPORT, max_new_tokens=16, temperature=0.0, api_name="/ask"
+            )
+            updates = list(job)
+            chat = job.result()[0]
+            assert len(updates) >= 2, "the answer arrives as a stream of growing updates"
+            assert [message["role"] for message in chat] == ["user", "assistant"]
+            assert chat[-1]["content"], "the tiny model answers something (random words)"
+        finally:
+            returncode = demo.interrupt()
 
+    assert proxy.connections == 0, "the environment proxy was reached"
     assert "Stopped Space." in demo.output and "Stopped model server." in demo.output, demo.output[-2000:]
     assert "Stopping..." in demo.output and returncode is not None
     for pid in pids:
