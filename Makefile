@@ -17,12 +17,15 @@ browser:
 			chromium fonts-noto-cjk; } || echo "apt-get failed; the browser test is skipped until it installs"; \
 	else echo "browser test skipped until: sudo apt-get install chromium fonts-noto-cjk"; fi
 
-# Re-installs only when requirements.txt changes, so a second `make setup` takes seconds.
-# The project itself is installed editable, so `ko_radiology` imports from anywhere (the eval metric module needs it).
+# Re-installs only when requirements.txt or pyproject.toml changes, so a second `make setup` takes seconds.
+# The lock first (requirements.txt: every extra, exactly pinned), then the project on top with --no-deps: editable by
+# default, so its five packages and the `ko-radiology` command import this checkout from anywhere (the eval metric
+# module needs that); EDITABLE=0 installs it as a wheel, as `pip install .` would (rerun after changing the code).
+EDITABLE ?= 1
 $(INSTALLED): requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --requirement requirements.txt
-	$(PYTHON) -m pip install --quiet --no-deps --no-build-isolation --editable .
+	$(PYTHON) -m pip install --quiet --no-deps --no-build-isolation $(if $(filter 1,$(EDITABLE)),--editable) .
 	touch $(INSTALLED)
 
 # Offline switches: no test may reach for the Hub.

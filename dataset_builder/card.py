@@ -13,7 +13,7 @@ from jinja2 import Template
 from dataset_builder.provenance import MIMIC_CXR, SYNTHETIC, USER
 from ko_radiology.llm.data_use import is_credentialed
 
-CARD_TEMPLATE = Path(__file__).resolve().parent.parent / "dataset_card.md"
+CARD_TEMPLATE = Path(__file__).with_name("dataset_card.md")
 PHYSIONET_GATING = {
     "extra_gated_heading": "Access Ko-CXR-QA (derived from credentialed health data)",
     "extra_gated_prompt": (

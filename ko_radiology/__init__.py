@@ -14,3 +14,12 @@
 
 The four deployables (`dataset_builder`, `training`, `space`, `eval`) import from here and never copy it.
 """
+
+__version__ = "0.1.0"
+SOURCE = f"git+https://github.com/ko-radiology-gpt/ko-radiology-gpt@v{__version__}"
+"""Where pip gets this version: the repository at its release tag (the metric and the Space pin it)."""
+
+
+def requirement(*extras: str, source: str = SOURCE) -> str:
+    """This project as one pip requirement line, e.g. `ko-radiology-gpt[space] @ git+…@v0.1.0`."""
+    return f"ko-radiology-gpt{'[' + ','.join(extras) + ']' if extras else ''} @ {source}"

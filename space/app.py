@@ -12,12 +12,8 @@ flagging storage, and nothing a visitor types reaches a disk or a log unless the
 
 import os
 import sys
-from pathlib import Path
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported: it reads this at import time
-# `python space/app.py` puts space/, not the checkout, on sys.path; in the Hub's folder space/ sits beside app.py.
-if not (Path(__file__).resolve().parent / "space").is_dir():
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import gradio as gr  # noqa: E402
 

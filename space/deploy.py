@@ -8,102 +8,53 @@ python -m space.deploy --repo-id org/ko-radiology-gpt --endpoint https://xyz.end
 python -m space.deploy --repo-id org/ko-radiology-gpt --endpoint ... --adapter ...   # push (HF_TOKEN from the env)
 ```
 
-The folder holds `app.py`, the Space card (`README.md` with front matter), a short pinned `requirements.txt`, and the
-modules of this repository that `app.py` imports, found by following its imports: the Space runs the same code as the
-repository, copied at deploy time, never kept twice in git. Settings become Space variables; the token is a secret
-you add yourself (the command names it and never reads it into the folder).
+The folder holds `app.py` (this package's own, copied), the Space card (`README.md` with front matter) and a
+`requirements.txt` of one line: this project at this version with its `[space]` extra (`[space,local]` for the local
+backend), from its release tag or from `--package-url`. The Hub installs that, so the Space runs the installed package,
+the same code as here. Settings become Space variables; the token is a secret you add yourself (the command names it
+and never reads it into the folder).
 """
 
 import argparse
-import ast
 import importlib.metadata
 import os
 import re
 import shutil
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import yaml
 
+from ko_radiology import SOURCE, requirement
 from ko_radiology.llm import DataUseError
 from ko_radiology.llm.transport import guard
 from space.backends import SPACE_DATA_USE_SETTINGS, client_config
 from space.config import ENV_PREFIX, SpaceConfig, add_data_use_arguments, data_use_values
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-APP = REPO_ROOT / "space" / "app.py"
-CARD = REPO_ROOT / "space" / "README.md"
-LOCAL_PACKAGES = ("space", "ko_radiology", "dataset_builder")
-PACKAGE_DATA = ("ko_radiology/chat_template.jinja", "ko_radiology/sample")
-"""Files the copied modules read at run time: the chat template, and the sample (examples, glossary)."""
-LOCAL_BACKEND_DISTRIBUTIONS = ("torch", "transformers", "peft", "accelerate")
-"""Imported lazily by the local backend only, so an endpoint Space installs no torch."""
-SDK_PROVIDED = ("gradio",)
-"""Installed by the Hub from `sdk_version`; listing it again in requirements.txt could pin a second version."""
+APP = Path(__file__).with_name("app.py")
+CARD = Path(__file__).with_name("README.md")
+EXTRAS = {"endpoint": ("space",), "local": ("space", "local")}
+"""The project's extras each backend installs: gradio and the app's client; torch and peft only for local models."""
 SECRETS = {"HF_TOKEN": "token for the endpoint (and for the adapter download with the local backend)"}
 
 
-def local_module_files(entry: Path) -> list[Path]:
-    """Every repository module `entry` imports, directly or not, at module level or inside functions, plus the
-    `__init__.py` of each package on the way: what a copy of `entry` needs to run anywhere."""
-    found: set[Path] = set()
-    todo = [entry]
-    while todo:
-        path = todo.pop()
-        if path in found:
-            continue
-        found.add(path)
-        for module in _imported_modules(ast.parse(path.read_text(encoding="utf-8"))):
-            if module.split(".")[0] in LOCAL_PACKAGES:
-                todo += _module_paths(module)
-    return sorted(found - {entry})
-
-
-def _imported_modules(tree: ast.AST) -> set[str]:
-    """`import a.b` gives a.b; `from a.b import c` gives a.b and a.b.c (c may be a submodule)."""
-    modules = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            modules.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            modules.add(node.module)
-            modules.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return modules
-
-
-def _module_paths(module: str) -> list[Path]:
-    parts = module.split(".")
-    paths = [REPO_ROOT.joinpath(*parts[:depth], "__init__.py") for depth in range(1, len(parts) + 1)]
-    paths.append(REPO_ROOT.joinpath(*parts).with_suffix(".py"))
-    return [path for path in paths if path.is_file()]
-
-
-def third_party_imports(files: list[Path]) -> set[str]:
-    """Top-level names imported at module level (lazy imports inside functions belong to optional paths)."""
-    names = set()
-    for path in files:
-        for node in ast.parse(path.read_text(encoding="utf-8")).body:
-            if isinstance(node, ast.Import):
-                names.update(alias.name.split(".")[0] for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                names.add(node.module.split(".")[0])
-    return {name for name in names if name not in sys.stdlib_module_names and name not in LOCAL_PACKAGES}
-
-
-def pinned_requirements(imports: set[str], extra_distributions: tuple[str, ...] = ()) -> list[str]:
-    """`name==version` of each distribution that provides `imports`, at the version installed here: the one the
-    tests ran with (requirements.txt pins it, or pins what pulled it in)."""
-    providers = importlib.metadata.packages_distributions()
-    wanted = {dist for name in imports for dist in providers.get(name, [name])} | set(extra_distributions)
-    wanted = {_normal(dist) for dist in wanted} - set(SDK_PROVIDED)
-    try:
-        return sorted(f"{dist}=={importlib.metadata.version(dist)}" for dist in wanted)
-    except importlib.metadata.PackageNotFoundError as error:
-        raise ValueError(f"The Space imports {error.name}, which is not installed here; run `make setup`.") from None
-
-
-def _normal(distribution: str) -> str:
-    return re.sub(r"[-_.]+", "-", distribution).lower()
+def space_requirements(backend: str, package_url: str) -> str:
+    """The Space's requirements.txt: this project with the backend's extras, from `package_url` (a pip URL: the
+    release tag by default, or a commit, a fork or a wheel). gradio comes from the card's `sdk_version`, which the
+    `[space]` extra's range admits, so pip keeps it."""
+    url = urlsplit(package_url.removeprefix("git+"))
+    if url.scheme not in ("https", "http") or not url.hostname:
+        raise ValueError(
+            f"--package-url {package_url!r} is no URL the Hub can install from; pass git+https://HOST/REPO@REF or "
+            "https://HOST/PATH/NAME.whl."
+        )
+    if url.username or url.password:
+        raise ValueError(
+            "--package-url carries credentials (user:token@), and the Space's requirements.txt is public; pass a "
+            "URL anyone may read."
+        )
+    return requirement(*EXTRAS[backend], source=package_url) + "\n"
 
 
 def space_card(repo_id: str, models: list[str], datasets: list[str]) -> str:
@@ -134,21 +85,12 @@ def space_variables(args: argparse.Namespace) -> dict[str, str]:
 
 def assemble(out: Path, args: argparse.Namespace) -> Path:
     """Write the Space folder to `out` (replacing it) and return it."""
+    requirements = space_requirements(args.backend, args.package_url)
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    modules = local_module_files(APP)
     shutil.copy2(APP, out / "app.py")
-    for path in modules:
-        (out / path.relative_to(REPO_ROOT)).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, out / path.relative_to(REPO_ROOT))
-    for name in PACKAGE_DATA:
-        source = REPO_ROOT / name
-        copy = shutil.copytree if source.is_dir() else shutil.copy2
-        copy(source, out / name)
-    extra = LOCAL_BACKEND_DISTRIBUTIONS if args.backend == "local" else ()
-    requirements = pinned_requirements(third_party_imports([APP, *modules]), extra)
-    (out / "requirements.txt").write_text("\n".join(requirements) + "\n")
+    (out / "requirements.txt").write_text(requirements)
     models = [name for name in (args.adapter, args.model) if name and _is_hub_id(name)]
     datasets = [args.dataset] if args.dataset else []
     (out / "README.md").write_text(space_card(args.repo_id, models, datasets), encoding="utf-8")
@@ -184,6 +126,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     add_data_use_arguments(parser)
     parser.add_argument("--dataset", help="the dataset on the Hub, linked from the card")
+    parser.add_argument(
+        "--package-url",
+        default=SOURCE,
+        help=f"where the Space pip-installs this project (default: this version's release tag, {SOURCE}); "
+        "e.g. git+https://github.com/you/fork@COMMIT or the URL of a wheel",
+    )
     parser.add_argument("--out", default="out/space", help="where the Space folder is assembled")
     parser.add_argument("--private", action="store_true", help="create the Space private")
     parser.add_argument("--dry-run", action="store_true", help="assemble and print; create or upload nothing")

@@ -28,6 +28,7 @@ from dataset_builder.__main__ import main as dataset_builder
 from ko_radiology.models import is_prepared, model_path
 from ko_radiology.processes import Service, launch_model_server, openai_url, stop, wait_ready
 from ko_radiology.sample_corpus import SAMPLE_DIR
+from tests.installed_wheel import InstalledWheel, build_and_install
 
 SERVER_START_TIMEOUT_S = 180
 
@@ -47,6 +48,12 @@ def gold_hub_folder(tmp_path_factory) -> Path:
     assert dataset_builder(["build", "--data-dir", str(SAMPLE_DIR), "--gold", "--out", str(build_dir)]) == 0
     assert dataset_builder(["export", str(build_dir), "--out", str(hub_dir), "--repo-id", "org/ko-cxr-qa"]) == 0
     return hub_dir
+
+
+@pytest.fixture(scope="session")
+def installed_wheel(tmp_path_factory) -> InstalledWheel:
+    """The project's wheel, built from this checkout and installed alone in an empty folder (tests/installed_wheel)."""
+    return build_and_install(tmp_path_factory.mktemp("wheel"))
 
 
 @dataclass(frozen=True)

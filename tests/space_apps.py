@@ -4,7 +4,6 @@ through `space.visitors`, the same API a visitor's browser uses."""
 import os
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 from contextlib import contextmanager
@@ -13,6 +12,7 @@ from pathlib import Path
 import httpx
 
 from ko_radiology.processes import free_port
+from tests.installed_wheel import InstalledWheel
 
 APP_START_TIMEOUT_S = 120
 
@@ -31,15 +31,13 @@ def running_app(config):
 
 
 @contextmanager
-def app_process(app_dir: Path, env: dict[str, str], isolated: bool = False):
-    """`python app.py` run from `app_dir` with `env` added; yields its URL. `isolated` (`python -S`) skips the
-    site-packages `.pth` hooks (the editable install of this repository) so only the folder's own code is found."""
+def app_process(app_dir: Path, env: dict[str, str], installed: InstalledWheel | None = None):
+    """`python app.py` run from `app_dir` with `env` added; yields its URL. With `installed`, as on the Hub: the
+    project comes only from its installed wheel (`python -S`: not from the checkout or its editable install)."""
     port = free_port()
-    env = {**os.environ, **env, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port)}
-    command = [sys.executable, "app.py"]
-    if isolated:
-        command.insert(1, "-S")
-        env["PYTHONPATH"] = sysconfig.get_paths()["purelib"]
+    env = {**(installed.env() if installed else os.environ), **env}
+    env |= {"GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port)}
+    command = [sys.executable, *(["-S"] if installed else []), "app.py"]
     log = Path(tempfile.mkdtemp(prefix="space_app-")) / "app.log"
     with log.open("w") as handle:
         process = subprocess.Popen(command, cwd=app_dir, env=env, stdout=handle, stderr=subprocess.STDOUT)

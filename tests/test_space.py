@@ -14,6 +14,7 @@ import pytest
 import yaml
 from gradio_client.utils import QueueError, Status
 
+import ko_radiology
 from ko_radiology.llm import DataUseError, estimate_tokens
 from ko_radiology.processes import free_port
 from ko_radiology.prompts import SYSTEM_PROMPT, build_messages, format_user_turn
@@ -117,11 +118,12 @@ def space_folder(tmp_path_factory, tiny_server):
 
 
 @pytest.fixture(scope="module")
-def deployed_app(space_folder, tiny_server):
-    """The folder's `app.py` under `python -S` (no editable install on the path): it runs on its copied code only."""
+def deployed_app(space_folder, tiny_server, installed_wheel):
+    """The folder's `app.py` as the Hub runs it: on the project installed from its wheel (what the folder's
+    requirements.txt installs there), with no checkout or editable install on the path."""
     env = {"KO_RADIOLOGY_ENDPOINT": tiny_server.base_url, "KO_RADIOLOGY_MODEL": tiny_server.model}
     env["KO_RADIOLOGY_CONCURRENCY_LIMIT"] = "1"
-    with app_process(space_folder, env, isolated=True) as url:
+    with app_process(space_folder, env, installed=installed_wheel) as url:
         yield url
 
 
@@ -130,14 +132,26 @@ def test_space_folder_is_what_the_hub_needs(space_folder):
     assert front_matter["sdk"] == "gradio" and front_matter["sdk_version"] == gradio.__version__
     assert front_matter["app_file"] == "app.py" and front_matter["license"] == "apache-2.0"
     assert front_matter["models"] == ["org/ko-radiology-lora"] and front_matter["datasets"] == ["org/ko-cxr-qa"]
-    requirements = (space_folder / "requirements.txt").read_text().split()
-    assert all("==" in line for line in requirements) and not any(
-        r.startswith(("torch", "gradio")) for r in requirements
-    )
-    assert (space_folder / "space" / "report.py").is_file() and (
-        space_folder / "ko_radiology" / "prompts.py"
-    ).is_file()
-    assert not (space_folder / "training").exists() and not (space_folder / "space" / "deploy.py").exists()
+    assert sorted(path.name for path in space_folder.iterdir()) == ["README.md", "app.py", "requirements.txt"]
+    assert (space_folder / "app.py").read_bytes() == (REPO_ROOT / "space" / "app.py").read_bytes()
+    tag = f"@v{ko_radiology.__version__}"
+    requirement = f"ko-radiology-gpt[space] @ git+https://github.com/ko-radiology-gpt/ko-radiology-gpt{tag}"
+    assert (space_folder / "requirements.txt").read_text() == requirement + "\n", "the [space] extra: no torch"
+
+
+def test_space_folder_installs_what_its_backend_needs(tmp_path, capsys):
+    deploying = ["--repo-id", "org/space", "--backend", "local", "--model", "embedded:base", "--dry-run"]
+    fork = "git+https://github.com/someone/ko-radiology-gpt@0123abc"
+    assert deploy.main([*deploying, "--out", str(tmp_path / "local"), "--package-url", fork]) == 0
+    assert (tmp_path / "local" / "requirements.txt").read_text() == f"ko-radiology-gpt[space,local] @ {fork}\n"
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "app.py").write_text("# a folder deployed before")
+    for url in ("git+https://user:hf_secret@github.com/org/private@v1", "./dist/ko_radiology_gpt.whl"):
+        capsys.readouterr()
+        assert deploy.main([*deploying, "--out", str(tmp_path / "kept"), "--package-url", url]) == 2
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1 and "--package-url" in error and "hf_secret" not in error, error
+    assert (tmp_path / "kept" / "app.py").read_text() == "# a folder deployed before", "bad input loses nothing"
 
 
 def test_answers_stream_in_order_from_the_deployed_space(deployed_app):

@@ -1,4 +1,4 @@
-"""Render the top-level `model_card.md` template into an output folder's README.md, for an adapter or a merged model.
+"""Render `model_card.md` (beside this module) into an output folder's README.md, for an adapter or a merged model.
 
 The values the card shows are saved next to it (`model_card.json`), so `training.check` can add its quality numbers
 (`quality.json`) and `training.export` can render the merged model's card, both from the same facts of the run.
@@ -14,7 +14,7 @@ from trl import ModelConfig, SFTConfig
 
 from ko_radiology.atomic_io import write_text_atomically
 
-TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "model_card.md"
+TEMPLATE_PATH = Path(__file__).with_name("model_card.md")
 CARD_VALUES_FILE = "model_card.json"
 QUALITY_FILE = "quality.json"
 SAMPLE_DATASET = "the synthetic sample"

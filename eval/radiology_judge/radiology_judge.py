@@ -3,7 +3,7 @@
 import datasets
 import evaluate
 
-from ko_radiology.judge import (  # From: git+https://github.com/ko-radiology-gpt/ko-radiology-gpt
+from ko_radiology.judge import (  # From: git+https://github.com/ko-radiology-gpt/ko-radiology-gpt@v0.1.0
     CRITERIA,
     evaluate_with_judge,
 )

@@ -1,0 +1,56 @@
+"""`ko-radiology COMMAND ARGS`: the installed console script, one name for each part's `python -m` command.
+
+Each command runs that part's own `main` with ARGS (`ko-radiology build --help` is `python -m dataset_builder build
+--help`). Parts are imported by name only when their command runs, so the library imports no part and `--help` of
+one command never loads another's dependencies.
+"""
+
+import importlib
+import sys
+
+COMMANDS = {
+    "parse": ("dataset_builder.__main__", "python -m dataset_builder parse"),
+    "build": ("dataset_builder.__main__", "python -m dataset_builder build"),
+    "batch": ("dataset_builder.__main__", "python -m dataset_builder batch"),
+    "export": ("dataset_builder.__main__", "python -m dataset_builder export"),
+    "push": ("dataset_builder.__main__", "python -m dataset_builder push"),
+    "train": ("training.sft:cli", "python -m training.sft"),
+    "export-model": ("training.export", "python -m training.export"),
+    "check": ("training.check", "python -m training.check"),
+    "chat": ("space.chat", "python -m space.chat"),
+    "demo": ("space.demo", "python -m space.demo"),
+    "deploy": ("space.deploy", "python -m space.deploy"),
+    "compare": ("eval.compare", "python -m eval.compare"),
+    "judge": ("eval.judge", "python -m eval.judge"),
+    "report": ("eval.report", "python -m eval.report"),
+    "calibrate": ("eval.calibrate", "python -m eval.calibrate"),
+    "models": ("ko_radiology.models", "python -m ko_radiology.models"),
+}
+"""command → (module[:function], the `python -m` form it stands for); the function is `main` unless named."""
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name:<{width}}  {form}" for name, (_, form) in COMMANDS.items()]
+    return "usage: ko-radiology COMMAND [ARGS ...]   (COMMAND --help: its options)\n\ncommands:\n" + "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0
+    if not argv or argv[0] not in COMMANDS:
+        problem = f"unknown command {argv[0]!r}" if argv else "no command given"
+        print(f"error: {problem}; pass one of the commands below.\n{usage()}", file=sys.stderr)
+        return 2
+    command, args = argv[0], argv[1:]
+    module, _, function = COMMANDS[command][0].partition(":")
+    if module == "dataset_builder.__main__":
+        args = [command, *args]  # one main for all the builder's subcommands
+    sys.argv = [f"ko-radiology {command}", *args]  # every main reads sys.argv when called without arguments
+    return getattr(importlib.import_module(module), function or "main")() or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
