@@ -45,7 +45,7 @@ bench-gpu: setup
 	$(PYTHON) bench/bench_qlora_gpu.py
 
 # The 7B QLoRA recipe end to end on a GPU with nothing downloaded (training/gpu_check.py): random weights with
-# Qwen2.5-7B's shapes, training.sft, training.export, training.check, and accelerate DDP on 2+ GPUs; one table, also in
+# Qwen2.5-7B's shapes, training.sft, training.export, eval.check, and accelerate DDP on 2+ GPUs; one table, also in
 # $(OUT)/gpu-check/gpu/summary.json. GPU_CHECK_FLAGS=--cpu-dry-run: the same commands on a 2-layer model on CPU.
 GPU_CHECK_FLAGS ?=
 gpu-check: setup
@@ -177,7 +177,7 @@ $(RUN)/answers.csv: $(ADAPTER)/adapter_config.json $(EVAL_DATA)/README.md
 	    --model base=$(BASE) --model fine-tuned=$(ADAPTER) $(COMPARE_FLAGS)
 
 $(ADAPTER)/quality.json: $(ADAPTER)/adapter_config.json $(EVAL_DATA)/README.md
-	$(PYTHON) -m training.check $(ADAPTER) --split test --dataset $(EVAL_DATA) $(CHECK_FLAGS)
+	$(PYTHON) -m eval.check $(ADAPTER) --split test --dataset $(EVAL_DATA) $(CHECK_FLAGS)
 
 $(RUN)/judge-$(JUDGE_NAME)/scored-%.csv: $(RUN)/answers.csv
 	$(call with_server,$(JUDGE_SERVER),$(JUDGE_URL),$(PYTHON) -m eval.judge --input $< --type $* --out $@ \

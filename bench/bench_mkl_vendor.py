@@ -35,7 +35,7 @@ def main() -> None:
     if MKL_SHIM is None:
         print("Not an AMD CPU on Linux: the MKL vendor shim is never loaded here, nothing to compare.")
         return
-    from training.data import export_gold_sample
+    from eval.check import export_gold_sample
 
     print_machine()
     rates: dict[str, list[float]] = {variant: [] for variant in VARIANTS}

@@ -205,7 +205,7 @@ def main() -> None:
     if args.variant:
         run_variant(args.variant, args.dataset_dir, args.warmup, args.timed_tokens)
         return
-    from training.data import export_gold_sample
+    from eval.check import export_gold_sample
 
     print_machine()
     results: dict[str, list[dict]] = {variant: [] for variant in VARIANTS}

@@ -137,7 +137,7 @@ def ask_endpoint(spec: ModelSpec, table: pd.DataFrame, todo: list[int], options:
 
 def ask_local(spec: ModelSpec, table: pd.DataFrame, todo: list[int], options: CompareOptions) -> None:
     """Greedy answers from an adapter or merged folder. They are cached per question as each batch is generated
-    (`ko_radiology.answer_cache`): an interrupted run resumes there, and answers `training.check` already generated
+    (`ko_radiology.answer_cache`): an interrupted run resumes there, and answers `eval.check` already generated
     cost nothing."""
     from ko_radiology.answer_cache import cached_answers
     from ko_radiology.generation import is_adapter

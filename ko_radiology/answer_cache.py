@@ -6,43 +6,59 @@ never generate the same answer twice.
 Greedy decoding makes an answer a function of the model's files, the prompt and the decoding settings, so those are
 the key. The untuned base never stops by itself and answers every question with all 256 tokens: it is the slow half
 of every check and comparison, and after the first run it costs nothing. Only when some answer is missing is the
-model loaded. The cache lives under `$KO_RADIOLOGY_CACHE/answers/`, one JSON file per model and settings.
+model loaded. The answers live in the LLM client's SQLite store (`ko_radiology.llm.cache.ResponseStore`), keyed like
+an endpoint's: the request body a chat endpoint would be sent, with the model folder as `model` and its files'
+fingerprint and dtype as extra fields; the file is `$KO_RADIOLOGY_CACHE/answers.sqlite`, shared by every run.
 """
 
-import dataclasses
 import gc
-import hashlib
-import json
+import uuid
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ko_radiology.atomic_io import write_text_atomically
 from ko_radiology.generation import Answer, generate_answers, load_for_generation
+from ko_radiology.llm.cache import Completion, LLMResult, ResponseStore, cache_key
+from ko_radiology.llm.config import LLMRequest
 from ko_radiology.models import cache_dir
-from ko_radiology.prompts import SYSTEM_PROMPT
+from ko_radiology.prompts import build_messages
 
 MODEL_FILES = ("*.safetensors", "*.bin", "adapter_config.json", "config.json", "tokenizer.json", "chat_template.jinja")
+LENGTH = "length"
+"""`finish_reason` of an answer cut at `max_new_tokens`; a stopped one records the stop token it ended with."""
 
 
-def model_fingerprint(path: str) -> list:
+def answers_store_path() -> Path:
+    return cache_dir() / "answers.sqlite"
+
+
+def model_fingerprint(path: str) -> tuple[str, list]:
     """The model's folder and the name, size and modification time of its weight, config and template files: a model
     retrained or re-exported into the same folder gets a new key."""
     folder = Path(path)
     if not folder.is_dir():
-        return [path]
+        return path, []
     files = sorted({file for pattern in MODEL_FILES for file in folder.glob(pattern)})
-    return [str(folder.resolve()), [(file.name, file.stat().st_size, file.stat().st_mtime_ns) for file in files]]
+    return str(folder.resolve()), [[file.name, file.stat().st_size, file.stat().st_mtime_ns] for file in files]
 
 
-def cache_file(path: str, max_new_tokens: int, dtype: str) -> Path:
-    settings = [model_fingerprint(path), max_new_tokens, dtype, SYSTEM_PROMPT]
-    key = hashlib.sha256(json.dumps(settings, ensure_ascii=False).encode()).hexdigest()[:16]
-    return cache_dir() / "answers" / f"{key}.json"
+def request_body(model: str, files: list, question: tuple[str, str], max_new_tokens: int, dtype: str) -> dict:
+    """The body a chat endpoint serving this model would be sent (greedy: temperature 0), plus what else fixes a
+    local answer."""
+    request = LLMRequest(
+        build_messages(*question), max_tokens=max_new_tokens, extra={"model_files": files, "dtype": dtype}
+    )
+    return request.body(model)
 
 
-def question_key(report: str, instruction: str) -> str:
-    return hashlib.sha256(json.dumps([report, instruction], ensure_ascii=False).encode()).hexdigest()
+def to_completion(answer: Answer) -> Completion:
+    finish_reason = answer.stop_token if answer.stopped else LENGTH
+    return Completion(answer.text, finish_reason, input_tokens=0, output_tokens=answer.num_tokens)
+
+
+def to_answer(result: LLMResult) -> Answer:
+    stopped = result.finish_reason != LENGTH
+    return Answer(result.text, stopped, result.output_tokens, result.finish_reason if stopped else None)
 
 
 def cached_answers(
@@ -58,20 +74,40 @@ def cached_answers(
     missing questions by length; an answer batched differently could differ in the last floating-point bits, which
     greedy decoding turns into a different token only on a near-tie, and the first answer stored is kept.
     """
-    file = cache_file(path, max_new_tokens, dtype)
-    stored = json.loads(file.read_text(encoding="utf-8")) if file.is_file() else {}
-    asked = dict(zip((question_key(*question) for question in questions), questions, strict=True))
-    missing = sorted((key for key in asked if key not in stored), key=lambda key: len("".join(asked[key])))
-    if not missing:
-        print(f"All {len(questions)} answers of {path} from the cache ({file}).", flush=True)
-    else:
-        print(f"Answering {len(missing)} of {len(questions)} questions with {path} ...", flush=True)
-        model, tokenizer = load_for_generation(path, dtype=dtype)
-        for start in tqdm(range(0, len(missing), batch_size), desc="Generating"):
-            batch = missing[start : start + batch_size]
-            answers = generate_answers(model, tokenizer, [asked[key] for key in batch], max_new_tokens, batch_size)
-            stored.update({key: dataclasses.asdict(answer) for key, answer in zip(batch, answers, strict=True)})
-            write_text_atomically(file, json.dumps(stored, ensure_ascii=False))
-        del model
-        gc.collect()  # two 270M models in float32 are 2 GB; a check loads one after the other
-    return [Answer(**stored[question_key(*question)]) for question in questions]
+    model, files = model_fingerprint(path)
+    bodies = [request_body(model, files, question, max_new_tokens, dtype) for question in questions]
+    keys = [cache_key(body) for body in bodies]
+    store = ResponseStore(answers_store_path(), run_id=uuid.uuid4().hex)
+    try:
+        cached = store.cached_keys(keys)
+        for key in cached:
+            store.record(key, model, "cached")
+        asked = {key: (body, question) for key, body, question in zip(keys, bodies, questions, strict=True)}
+        missing = sorted((key for key in asked if key not in cached), key=lambda key: len("".join(asked[key][1])))
+        if not missing:
+            print(f"All {len(questions)} answers of {path} from the cache ({store.path}).", flush=True)
+        else:
+            print(f"Answering {len(missing)} of {len(questions)} questions with {path} ...", flush=True)
+            generate_into(store, path, [asked[key] for key in missing], max_new_tokens, batch_size, dtype)
+        return [to_answer(store.get(key)) for key in keys]
+    finally:
+        store.close()
+
+
+def generate_into(
+    store: ResponseStore,
+    path: str,
+    todo: list[tuple[dict, tuple[str, str]]],
+    max_new_tokens: int,
+    batch_size: int,
+    dtype: str,
+) -> None:
+    """Generate the answers to `todo` (request body, question) and store each batch as soon as it is generated."""
+    model, tokenizer = load_for_generation(path, dtype=dtype)
+    for start in tqdm(range(0, len(todo), batch_size), desc="Generating"):
+        batch = todo[start : start + batch_size]
+        answers = generate_answers(model, tokenizer, [question for _, question in batch], max_new_tokens, batch_size)
+        for (body, _), answer in zip(batch, answers, strict=True):
+            store.save(cache_key(body), body, to_completion(answer), "sent", cost=0.0)
+    del model
+    gc.collect()  # two 270M models in float32 are 2 GB; a check loads one after the other

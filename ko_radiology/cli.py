@@ -16,7 +16,7 @@ COMMANDS = {
     "push": ("dataset_builder.__main__", "python -m dataset_builder push"),
     "train": ("training.sft:cli", "python -m training.sft"),
     "export-model": ("training.export", "python -m training.export"),
-    "check": ("training.check", "python -m training.check"),
+    "check": ("eval.check", "python -m eval.check"),
     "chat": ("space.chat", "python -m space.chat"),
     "demo": ("space.demo", "python -m space.demo"),
     "deploy": ("space.deploy", "python -m space.deploy"),

@@ -3,7 +3,8 @@
 `datasets` (5.2) names the cache of a local folder after the folder's name, config and split patterns, not its
 content: two exports both called `ko-cxr-qa` (the sample's and a MIMIC build's, or one folder re-exported with more
 rows) load as whichever was read first. A local folder is therefore always read afresh from its Parquet files; this
-costs a second or two for the sample and is what every part that reads such a folder calls.
+costs a second or two for the sample and is what every part that reads such a folder calls. The `qa` config's splits
+are loaded and checked here too, for training and for the quality check alike.
 """
 
 from pathlib import Path
@@ -20,3 +21,57 @@ def load_dataset_config(name_or_path: str, config_name: str, **kwargs) -> datase
     if Path(name_or_path).is_dir():
         kwargs = {"download_mode": "force_redownload", "verification_mode": "no_checks", **kwargs}
     return datasets.load_dataset(name_or_path, config_name, **kwargs)
+
+
+QA_COLUMNS = ("report_ko", "instruction", "answer")
+"""What the prompt (`ko_radiology.prompts.build_messages`) and a gold answer are built from."""
+SAMPLE_DATASET = "the synthetic sample"
+"""How a card and `quality.json` name the shipped sample (`ko_radiology/sample`: invented reports, hand-written QA)."""
+
+
+def load_qa_splits(name_or_path: str, config_name: str, splits: list[str]) -> datasets.DatasetDict:
+    """Load `splits` of the dataset config and check each has rows and the columns the prompt needs: what training
+    learns from and the quality check answers."""
+    try:
+        dataset = load_dataset_config(name_or_path, config_name)
+    except (FileNotFoundError, ValueError) as error:
+        if "corresponds to no data" in str(error):
+            raise ValueError(
+                f"A split of {name_or_path!r} ({config_name}) is empty: {error} Rebuild the dataset with "
+                "`python -m dataset_builder export`, or pick other splits in the recipe."
+            ) from error
+        raise ValueError(
+            f"Could not load config {config_name!r} of dataset {name_or_path!r}: {error}. Pass --dataset_name with a "
+            "folder written by `python -m dataset_builder export` or a Hub id, and --dataset_config qa."
+        ) from error
+    selected = {}
+    for split in splits:
+        if split not in dataset:
+            raise ValueError(
+                f"Dataset {name_or_path!r} ({config_name}) has no split {split!r} (splits: {', '.join(dataset)}). "
+                "Set dataset_train_split / dataset_test_split in the recipe."
+            )
+        selected[split] = check_qa_split(dataset[split], f"{name_or_path} [{split}]")
+    return datasets.DatasetDict(selected)
+
+
+def check_qa_split(split: datasets.Dataset, label: str) -> datasets.Dataset:
+    missing = [column for column in QA_COLUMNS if column not in split.column_names]
+    if missing:
+        raise ValueError(
+            f"{label} has no column(s) {', '.join(missing)} (columns: {', '.join(split.column_names)}). "
+            "Export the `qa` config with `python -m dataset_builder export`, or pass --dataset_config qa."
+        )
+    if len(split) == 0:
+        raise ValueError(f"{label} is empty. Rebuild the dataset or pick another split in the recipe.")
+    return split
+
+
+def dataset_label(dataset_name: str, generators: set[str]) -> tuple[str, str | None]:
+    """How a model card names the training data, and its Hub id when it has one (the Hub links `datasets:` entries).
+
+    A local folder whose rows all come from the gold files is the shipped synthetic sample, not MIMIC-CXR.
+    """
+    if Path(dataset_name).exists():
+        return (SAMPLE_DATASET if generators == {"gold"} else f"a local export ({Path(dataset_name).name})"), None
+    return dataset_name, dataset_name

@@ -3,7 +3,10 @@
 import os
 import shutil
 
+import pytest
+
 from ko_radiology.answer_cache import cached_answers
+from ko_radiology.generation import generate_answers
 from ko_radiology.models import prepare_tiny_model
 
 QUESTIONS = [("[판독문] 우측 소량 흉수.", "흉수가 있나요?"), ("[판독문] 심장 크기 정상.", "심장은 어떤가요?")]
@@ -27,3 +30,38 @@ def test_answers_are_generated_once_and_a_changed_model_answers_again(tmp_path, 
         os.utime(weights, ns=(0, 0))
     cached_answers(str(model), QUESTIONS, max_new_tokens=8)
     assert "Answering 2 of 2 questions" in capsys.readouterr().out
+
+
+def test_answers_live_in_the_response_store_and_an_interrupted_run_resumes(tmp_path, monkeypatch, capsys):
+    """Local answers are stored batch by batch in the LLM client's SQLite store, with a ledger row each, like an
+    endpoint's; a run stopped by Ctrl-C after its first batch keeps that batch, and the rerun answers the rest."""
+    from ko_radiology import answer_cache
+    from ko_radiology.llm import ResponseStore
+
+    model = tmp_path / "model"
+    shutil.copytree(prepare_tiny_model(), model)
+    monkeypatch.setenv("KO_RADIOLOGY_CACHE", str(tmp_path / "cache"))
+    batches = []
+
+    def interrupted_after_one_batch(*args, **kwargs):
+        if batches:
+            raise KeyboardInterrupt
+        batches.append(generate_answers(*args, **kwargs))
+        return batches[-1]
+
+    monkeypatch.setattr(answer_cache, "generate_answers", interrupted_after_one_batch)
+    with pytest.raises(KeyboardInterrupt):
+        cached_answers(str(model), QUESTIONS, max_new_tokens=8, batch_size=1)
+    monkeypatch.setattr(answer_cache, "generate_answers", generate_answers)
+    capsys.readouterr()
+    answers = cached_answers(str(model), QUESTIONS, max_new_tokens=8, batch_size=1)
+    assert "Answering 1 of 2 questions" in capsys.readouterr().out and batches[0][0] in answers
+
+    store = ResponseStore(tmp_path / "cache" / "answers.sqlite", run_id="reader")
+    try:
+        (row,) = store.ledger().rows
+        assert row.model == str(model.resolve()) and (row.sent, row.cached) == (2, 1) and row.cost_usd == 0
+        texts = {text for (text,) in store.db.execute("SELECT text FROM responses")}
+        assert texts == {answer.text for answer in answers}
+    finally:
+        store.close()

@@ -165,6 +165,6 @@ def test_make_pipeline_runs_every_stage_then_redoes_nothing(out_dir):
     assert processes_mentioning(str(out_dir)) == []  # the judge servers were stopped
 
     again = MakeRun("pipeline", **variables).finish(60)
-    for stage in ("training.sft", "eval.compare", "training.check", "eval.judge", "eval.report"):
+    for stage in ("training.sft", "eval.compare", "eval.check", "eval.judge", "eval.report"):
         assert f"-m {stage}" not in again, f"a second run redid {stage}:\n{again}"
     assert "Pipeline done." in again

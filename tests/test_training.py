@@ -19,15 +19,15 @@ from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from eval.check import loops
+from eval.check import main as check
 from eval.compare import read_questions
+from ko_radiology.dataset_folders import load_qa_splits
 from ko_radiology.generation import load_for_generation, stop_token_ids, to_answer
 from ko_radiology.models import EMBEDDED_HUB_IDS, prepare_tiny_model
 from ko_radiology.prompts import build_messages
-from training.check import loops
-from training.check import main as check
 from training.data import (
     group_by_report,
-    load_qa_splits,
     prepare_qa_split,
     tokenize_conversation,
     tokenize_example,
@@ -115,6 +115,20 @@ def test_loss_logged_and_validation_loss_before_and_after(trained):
     eval_steps = [entry["step"] for entry in trainer.state.log_history if "eval_loss" in entry]
     assert losses and all(torch.isfinite(torch.tensor(losses)))
     assert eval_steps == [0, 2]
+
+
+def test_token_metrics_are_logged_without_trls_private_bookkeeping(trained):
+    """Token accuracy and tokens seen are logged as `SFTTrainer` logs them, through the public `log` hook: TRL's
+    private counters stay as TRL left them."""
+    trainer, _, _ = trained
+    train_logs = [entry for entry in trainer.state.log_history if "loss" in entry]
+    tokens = [entry["num_tokens"] for entry in train_logs]
+    assert all(0 <= entry["mean_token_accuracy"] <= 1 for entry in train_logs)
+    assert 0 < tokens[0] < tokens[1] <= 2 * TINY_RECIPE["max_length"]  # one packed row of at most max_length a step
+    eval_logs = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
+    assert [entry["eval_num_tokens"] for entry in eval_logs] == [0, tokens[1]]  # before training, after step 2
+    assert all(0 <= entry["eval_mean_token_accuracy"] <= 1 for entry in eval_logs)
+    assert vars(trainer).get("_total_train_tokens", 0) == 0 and not any(vars(trainer).get("_metrics", {}).values())
 
 
 def test_lora_weights_change_and_base_weights_do_not(trained, tiny_model_dir):
@@ -251,7 +265,7 @@ def test_saved_adapter_loads_and_generates(trained, tiny_model_dir, monkeypatch)
     card = (output_dir / "README.md").read_text()
     assert "Not a medical device" in card and "Validation loss, untuned base" in card and "| n/a |" not in card
     assert "trained with Ko-Radiology-GPT's `training/sft.py` on the synthetic sample" in card
-    assert "machine-translated" not in card and "training.check" in card  # quality not measured yet: says how
+    assert "machine-translated" not in card and "eval.check" in card  # quality not measured yet: says how
     assert "plus 1.0 x\n  token-level unlikelihood" in card and "with the unlikelihood term" in card
     metadata = yaml.safe_load(card.split("---")[1])
     assert metadata["library_name"] == "peft" and "datasets" not in metadata  # trained on a local folder
@@ -328,6 +342,21 @@ def test_quality_check_writes_its_numbers_and_the_card_shows_them(trained, gold_
     assert "Answers that end by themselves" in card and "| chrF++ vs gold |" in card
     assert check(args) == 0  # greedy answers are a function of the model files and the questions: cached
     assert capsys.readouterr().out.count("All 4 answers of") == 2
+
+
+def test_card_command_renders_a_folder_with_saved_values_and_says_why_not_otherwise(trained, tmp_path, capsys):
+    from training.__main__ import main as training
+
+    _, output_dir, _ = trained
+    (output_dir / "README.md").unlink()
+    assert (
+        training(["card", str(output_dir)]) == 0 and "Not a medical device" in (output_dir / "README.md").read_text()
+    )
+    assert training(["card", str(tmp_path)]) == 0
+    assert (
+        capsys.readouterr().out == f"{tmp_path} has no model_card.json (training.sft writes it): no card to render.\n"
+    )
+    assert not (tmp_path / "README.md").exists()
 
 
 def test_answer_is_cut_at_the_first_stop_token(tokenizer, tiny_model_dir):

@@ -6,53 +6,13 @@ end-of-turn tokens the chat template puts after them, so the model learns to ans
 """
 
 import random
-from pathlib import Path
 
-from datasets import Dataset, DatasetDict
+from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
-from ko_radiology.dataset_folders import load_dataset_config
 from ko_radiology.prompts import build_messages
 
-REQUIRED_COLUMNS = ("report_ko", "instruction", "answer")
 OVERLONG_POLICIES = ("drop", "truncate")
-
-
-def load_qa_splits(name_or_path: str, config_name: str, splits: list[str]) -> DatasetDict:
-    """Load `splits` of the dataset config and check each has rows and the columns the prompt needs."""
-    try:
-        dataset = load_dataset_config(name_or_path, config_name)
-    except (FileNotFoundError, ValueError) as error:
-        if "corresponds to no data" in str(error):
-            raise ValueError(
-                f"A split of {name_or_path!r} ({config_name}) is empty: {error} Rebuild the dataset with "
-                "`python -m dataset_builder export`, or pick other splits in the recipe."
-            ) from error
-        raise ValueError(
-            f"Could not load config {config_name!r} of dataset {name_or_path!r}: {error}. Pass --dataset_name with a "
-            "folder written by `python -m dataset_builder export` or a Hub id, and --dataset_config qa."
-        ) from error
-    selected = {}
-    for split in splits:
-        if split not in dataset:
-            raise ValueError(
-                f"Dataset {name_or_path!r} ({config_name}) has no split {split!r} (splits: {', '.join(dataset)}). "
-                "Set dataset_train_split / dataset_test_split in the recipe."
-            )
-        selected[split] = check_qa_split(dataset[split], f"{name_or_path} [{split}]")
-    return DatasetDict(selected)
-
-
-def check_qa_split(split: Dataset, label: str) -> Dataset:
-    missing = [column for column in REQUIRED_COLUMNS if column not in split.column_names]
-    if missing:
-        raise ValueError(
-            f"{label} has no column(s) {', '.join(missing)} (columns: {', '.join(split.column_names)}). "
-            "Export the `qa` config with `python -m dataset_builder export`, or pass --dataset_config qa."
-        )
-    if len(split) == 0:
-        raise ValueError(f"{label} is empty. Rebuild the dataset or pick another split in the recipe.")
-    return split
 
 
 def tokenize_conversation(report: str, turns: list[tuple[str, str]], tokenizer: PreTrainedTokenizerBase) -> dict:
@@ -91,7 +51,7 @@ def group_by_report(split: Dataset, seed: int | None = None) -> list[tuple[str, 
 
     With `seed`, each report's questions are shuffled. A dataset lists them by task (questions first, summaries
     last), so in that order a summary or a plain-language explanation is only ever a follow-up and never learned as
-    the first question, which is how `training.check`, `eval` and a new Space visitor ask it.
+    the first question, which is how `eval.check`, `eval.compare` and a new Space visitor ask it.
     """
     turns: dict[str, list[tuple[str, str]]] = {}
     for report, question, answer in zip(split["report_ko"], split["instruction"], split["answer"], strict=True):
@@ -178,19 +138,3 @@ def prepare_qa_split(
     if len(fitted) == 0:
         raise ValueError(f"{label} has no example left within max_length={max_length}. Raise --max_length.")
     return fitted
-
-
-def export_gold_sample(out_dir: Path) -> Path:
-    """Build the shipped sample with its gold QA and export it as a Hub folder under `out_dir` (offline, seconds);
-    what `--dataset` defaults to in the quality check and the bench."""
-    from dataset_builder.__main__ import main as dataset_builder
-    from ko_radiology.sample_corpus import SAMPLE_DIR
-
-    build, hub = Path(out_dir) / "build", Path(out_dir) / "hub"
-    for command in (
-        ["build", "--data-dir", str(SAMPLE_DIR), "--gold", "--configs", "qa", "--out", str(build)],
-        ["export", str(build), "--out", str(hub)],
-    ):
-        if dataset_builder(command) != 0:
-            raise RuntimeError(f"`python -m dataset_builder {' '.join(command)}` failed; see the lines above.")
-    return hub

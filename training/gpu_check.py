@@ -15,7 +15,7 @@ Each step is its own process, run in this order whatever the device:
    the validation pass before training fall outside), and the peak GPU memory nvidia-smi sees above what was in use
    before the step, against the recipe's claim of one 24 GB GPU;
 4. `python -m training.export`: the adapter merged into the bf16 base;
-5. `python -m training.check` on a few test questions with the merged model, against the base;
+5. `python -m eval.check` on a few test questions with the merged model, against the base;
 6. step 3 through `accelerate launch` with `accelerate/ddp.yaml` on every GPU, where there are two or more.
 
 Random weights make losses and answers meaningless: what is checked is that each command runs and what it costs.
@@ -279,7 +279,7 @@ def plan(args: argparse.Namespace, out: Path, gpus: int, lora_only: bool) -> lis
         Step("export", [python, "-m", "training.export", str(run / "adapter"), "--out", str(run / "merged")]),
         Step(
             "check",
-            [python, "-m", "training.check", str(run / "merged"), "--base", str(model), "--dataset", str(hub)]
+            [python, "-m", "eval.check", str(run / "merged"), "--base", str(model), "--dataset", str(hub)]
             + CHECK_FLAGS,
         ),
         Step("sft ddp", ddp),

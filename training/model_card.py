@@ -1,7 +1,8 @@
 """Render `model_card.md` (beside this module) into an output folder's README.md, for an adapter or a merged model.
 
-The values the card shows are saved next to it (`model_card.json`), so `training.check` can add its quality numbers
-(`quality.json`) and `training.export` can render the merged model's card, both from the same facts of the run.
+The values the card shows are saved next to it (`model_card.json`), so `eval.check` can add its quality numbers
+(`quality.json`, then `python -m training card DIR`) and `training.export` can render the merged model's card, both
+from the same facts of the run.
 """
 
 import json
@@ -13,12 +14,12 @@ from peft import PeftConfig
 from trl import ModelConfig, SFTConfig
 
 from ko_radiology.atomic_io import write_text_atomically
+from ko_radiology.dataset_folders import SAMPLE_DATASET, dataset_label
 
 TEMPLATE_PATH = Path(__file__).with_name("model_card.md")
 CARD_VALUES_FILE = "model_card.json"
 QUALITY_FILE = "quality.json"
-SAMPLE_DATASET = "the synthetic sample"
-"""How the card names the shipped sample (`ko_radiology/sample`, invented reports with hand-written QA)."""
+"""Written beside the model by `python -m eval.check`."""
 BASE_LICENSES = {"google/gemma": "gemma", "meta-llama/Llama-2": "llama2", "Qwen/Qwen2.5-7B-Instruct": "apache-2.0"}
 """An adapter or merge inherits its base's terms: the card's `license` by base id prefix ("other" if unknown)."""
 
@@ -34,16 +35,6 @@ def optional_loss(value: float | None) -> str | None:
 
 def base_license(base_model: str) -> str:
     return next((name for prefix, name in BASE_LICENSES.items() if base_model.startswith(prefix)), "other")
-
-
-def dataset_label(dataset_name: str, generators: set[str]) -> tuple[str, str | None]:
-    """How the card names the training data, and its Hub id when it has one (the Hub links `datasets:` entries).
-
-    A local folder whose rows all come from the gold files is the shipped synthetic sample, not MIMIC-CXR.
-    """
-    if Path(dataset_name).exists():
-        return (SAMPLE_DATASET if generators == {"gold"} else f"a local export ({Path(dataset_name).name})"), None
-    return dataset_name, dataset_name
 
 
 def card_values(
@@ -103,7 +94,7 @@ def card_values(
 
 def write_model_card(output_dir: str | Path, values: dict, merged: bool = False) -> Path:
     """Save `values` and render README.md (the Hub's model card) into `output_dir`, with the quality numbers that
-    `training.check` left there, if any."""
+    `eval.check` left there, if any."""
     output_dir = Path(output_dir)
     write_text_atomically(output_dir / CARD_VALUES_FILE, json.dumps(values, indent=2, ensure_ascii=False) + "\n")
     quality_path = output_dir / QUALITY_FILE

@@ -17,7 +17,7 @@ accelerate launch --config_file training/recipes/accelerate/ddp.yaml -m training
 model. Chat-template tokens the base never learned are found and started from trained rows
 (`training/special_tokens.py`). `--dtype auto` on CPU picks bf16 only where the CPU computes it natively; on an AMD
 CPU, MKL is made to use its fast kernels (`ko_radiology/cpu_blas.py`). Reruns
-resume from the last checkpoint in `output_dir`; `python -m training.check OUTPUT_DIR` measures the answers.
+resume from the last checkpoint in `output_dir`; `python -m eval.check OUTPUT_DIR` measures the answers.
 """
 
 import dataclasses
@@ -46,6 +46,7 @@ from trl import (
 )
 from trl.trainer.utils import create_model_from_path
 
+from ko_radiology.dataset_folders import load_qa_splits
 from ko_radiology.models import (
     EMBEDDED_HUB_IDS,
     cpu_model_name,
@@ -54,7 +55,7 @@ from ko_radiology.models import (
     require_chat_template,
     resolve_model,
 )
-from training.data import OVERLONG_POLICIES, load_qa_splits, prepare_qa_split
+from training.data import OVERLONG_POLICIES, prepare_qa_split
 from training.model_card import card_values, write_model_card
 from training.special_tokens import (
     freeze_and_merge_token_rows,

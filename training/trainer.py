@@ -83,6 +83,9 @@ def answer_only_loss(
 class AnswerOnlySFTTrainer(SFTTrainer):
     """`SFTTrainer` whose loss computes logits only at labelled positions; metrics as TRL logs them, minus entropy.
 
+    The metrics are kept here and added to the logs in `log` (the public hook `Trainer` calls at every logging step),
+    so nothing depends on `SFTTrainer`'s private bookkeeping, which then stays empty.
+
     Args:
         unlikelihood_weight: Weight of the repeat unlikelihood in the training loss (0: plain cross-entropy). The
             validation loss is always the plain cross-entropy, comparable between runs.
@@ -91,6 +94,10 @@ class AnswerOnlySFTTrainer(SFTTrainer):
     def __init__(self, *args, unlikelihood_weight: float = 0.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.unlikelihood_weight = unlikelihood_weight
+        self.token_accuracies: dict[str, list[float]] = {"train": [], "eval": []}
+        """Per mode, the labelled-token accuracy of each batch since the last log."""
+        self.train_tokens_seen = 0
+        """Tokens of every training batch so far (padding excluded), over all processes: TRL's `num_tokens`."""
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if self.model.training else "eval"
@@ -102,13 +109,23 @@ class AnswerOnlySFTTrainer(SFTTrainer):
 
         num_labelled = self.accelerator.gather_for_metrics((inputs["labels"][:, 1:] != -100).sum()).sum()
         num_correct = self.accelerator.gather_for_metrics(num_correct).sum()
-        accuracy = (num_correct / num_labelled).item() if num_labelled > 0 else 0.0
-        self._metrics[mode]["mean_token_accuracy"].append(accuracy)
+        self.token_accuracies[mode].append((num_correct / num_labelled).item() if num_labelled > 0 else 0.0)
         if mode == "train":
             if "attention_mask" in inputs:
                 local_tokens = inputs["attention_mask"].sum()
             else:  # padding-free: one packed row, every position a real token
                 local_tokens = torch.tensor(inputs["input_ids"].numel(), device=inputs["input_ids"].device)
-            self._total_train_tokens += self.accelerator.gather_for_metrics(local_tokens).sum().item()
-        self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+            self.train_tokens_seen += self.accelerator.gather_for_metrics(local_tokens).sum().item()
         return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Add the mean token accuracy since the last log and the tokens seen, named as `SFTTrainer` names them
+        (`eval_` first in evaluation)."""
+        mode = "train" if self.model.training else "eval"
+        accuracies = self.token_accuracies[mode]
+        if accuracies:  # a loss was computed in this mode since the last log
+            prefix = "eval_" if mode == "eval" else ""
+            logs[prefix + "mean_token_accuracy"] = sum(accuracies) / len(accuracies)
+            logs[prefix + "num_tokens"] = float(self.train_tokens_seen)
+            accuracies.clear()
+        super().log(logs, start_time)

@@ -1,12 +1,13 @@
 """Would a user accept this model's answers? Stop rate, loops and overlap with the gold answers, against the base.
 
 ```bash
-python -m training.check out/gemma3-270m-ko-radiology-lora --split test                  # on the shipped sample
-python -m training.check out/gemma3-270m-ko-radiology-merged --split test --dataset out/hub
+python -m eval.check out/gemma3-270m-ko-radiology-lora --split test                  # on the shipped sample
+python -m eval.check out/gemma3-270m-ko-radiology-merged --split test --dataset out/hub
 ```
 
 Greedy decoding, at most `--max-new-tokens` (256), batched, on every row of the split; the untuned base answers the
-same prompts. Printed, and written to `quality.json` in the model folder (whose model card then shows it):
+same prompts. Printed, and written to `quality.json` in the model folder, whose model card then shows it (the card is
+training's: `python -m training card MODEL_DIR` renders it again):
 
 - stop rate: answers that end with the end-of-turn token before the limit (target >= 90%);
 - looping answers: answers that repeat a word 4-gram 3 or more times (target 0);
@@ -30,16 +31,17 @@ load_mkl_vendor_shim()  # before torch is imported (ko_radiology/cpu_blas.py)
 
 from ko_radiology.answer_cache import cached_answers
 from ko_radiology.atomic_io import write_text_atomically
+from ko_radiology.dataset_folders import dataset_label, load_qa_splits
 from ko_radiology.generation import Answer, is_adapter
 from ko_radiology.models import EMBEDDED_HUB_IDS, cpu_training_dtype, local_base_for, resolve_model
 from ko_radiology.reference_metrics import chrf_pp_scores, rouge_l_chars_scores
 from ko_radiology.statistics import paired_bootstrap
-from training.data import export_gold_sample, load_qa_splits
-from training.model_card import QUALITY_FILE, dataset_label, render_saved_card
 
 MIN_STOP_RATE = 0.9
 MAX_LOOPING = 0
 METRICS = {"chrf_pp": chrf_pp_scores, "rouge_l_chars": rouge_l_chars_scores}
+QUALITY_FILE = "quality.json"
+"""Beside the model; training's card (`training/model_card.py`) shows what it holds."""
 
 
 def loops(text: str, n: int = 4, times: int = 3) -> bool:
@@ -129,8 +131,26 @@ def run_check(args: argparse.Namespace) -> dict:
     write_text_atomically(
         model_dir / "quality_answers.jsonl", "".join(json.dumps(a, ensure_ascii=False) + "\n" for a in answers)
     )
-    render_saved_card(model_dir)
+    from training.__main__ import main as training  # the card is training's, rendered by its command
+
+    training(["card", str(model_dir)])
     return result
+
+
+def export_gold_sample(out_dir: Path) -> Path:
+    """Build the shipped sample with its gold QA and export it as a Hub folder under `out_dir` (offline, seconds);
+    what `--dataset` defaults to here and in the benchmarks."""
+    from dataset_builder.__main__ import main as dataset_builder
+    from ko_radiology.sample_corpus import SAMPLE_DIR
+
+    build, hub = Path(out_dir) / "build", Path(out_dir) / "hub"
+    for command in (
+        ["build", "--data-dir", str(SAMPLE_DIR), "--gold", "--configs", "qa", "--out", str(build)],
+        ["export", str(build), "--out", str(hub)],
+    ):
+        if dataset_builder(command) != 0:
+            raise RuntimeError(f"`python -m dataset_builder {' '.join(command)}` failed; see the lines above.")
+    return hub
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
