@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: setup browser test quality bench bench-gpu gpu-check demo serve-demo pipeline pipeline-stages
+.PHONY: setup browser test quality docs bench bench-gpu gpu-check demo serve-demo pipeline pipeline-stages
 
 setup: $(INSTALLED) browser
 	$(PYTHON) -m ko_radiology.models prepare
@@ -35,6 +35,11 @@ test: setup
 quality: $(INSTALLED)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# The CPU recipe's measured numbers in README.md and in the recipe's header, rendered from docs/results/quality.json
+# (copy a new run's out/adapters/KEY/adapter/quality.json there first); tests/test_docs.py fails when they differ.
+docs:
+	python3 docs/render_results.py
 
 # Every benchmark in bench/ (each prints its numbers against its target), then one table with the machine and the date
 # in bench/RESULTS.md; the GPU one runs where CUDA is, and is listed as skipped elsewhere.
@@ -72,9 +77,10 @@ $(SAMPLE)/README.md: $(SAMPLE_FILES) | $(INSTALLED)
 	$(PYTHON) -m dataset_builder export $(OUT)/sample/build --out $(SAMPLE) --repo-id org/ko-cxr-qa
 
 # An adapter is stored under a key that hashes the training data's files, the recipe and TRAIN_FLAGS: the same inputs
-# never train twice, and an interrupted training resumes from its last checkpoint.
+# never train twice, and an interrupted training resumes from its last checkpoint. The recipe's comment lines are left
+# out: they change nothing trained (`make docs` rewrites the CPU recipe's header when a run is measured).
 ADAPTERS := $(OUT)/adapters
-training_key = $(shell { cat $(1)/qa/*.parquet $(RECIPE); echo '$(TRAIN_FLAGS)'; } | $(SHA256) | cut -c1-16)
+training_key = $(shell { cat $(1)/qa/*.parquet; grep -v '^\#' $(RECIPE); echo '$(TRAIN_FLAGS)'; } | $(SHA256) | cut -c1-16)
 
 $(ADAPTERS)/%/adapter/adapter_config.json:
 	$(PYTHON) -m training.sft --config $(RECIPE) --dataset_name $(TRAIN_DATA) --output_dir $(@D) $(TRAIN_FLAGS)

@@ -5,8 +5,8 @@
 - `sections`: the report section parser; `glossary`: the English→Korean radiology glossary; `translation`: a report
   translated section by section with a chat model; `sample_corpus`: the shipped sample (`sample/`) and its gold
   annotations; `splits`: which split each study belongs to.
-- `llm`: the one client for every model call (OpenAI-compatible chat and Batch API, cache and cost ledger, rate
-  limits, the PhysioNet data-use guard); `judge`: the LLM judge built on it.
+- `llm`: the one client for every call to a model server (OpenAI-compatible chat, streamed or cached, and Batch API,
+  cost ledger, rate limits, the PhysioNet data-use guard); `judge`: the LLM judge built on it.
 - `text_checks`, `reference_metrics`, `statistics`: Korean text checks, judge-free metrics, confidence intervals;
   `atomic_io`: writes that land whole or not at all; `dataset_folders`: a Hub-shaped folder read afresh, never a stale
   cache of another folder of the same name; `cpu_blas`: MKL's fast kernels on AMD CPUs (load before torch);

@@ -20,7 +20,7 @@ class BackendError(RuntimeError):
 
 
 class EndpointBackend:
-    """An OpenAI-compatible endpoint, streamed through `ko_radiology.llm` like every other model call of the project:
+    """An OpenAI-compatible endpoint, streamed through `ko_radiology.llm` like every other call to a model server:
     the builder's PhysioNet guard (a visitor's report may be MIMIC-CXR text), no environment proxies, no redirects.
 
     The bearer key is the `HF_TOKEN` secret, read from the environment by the client, never stored or logged. A remote

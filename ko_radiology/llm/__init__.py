@@ -1,6 +1,10 @@
-"""The one client for every model call: dataset translation, QA generation, the eval judge, and the Space's chat.
+"""The one client for every call to a model server (an OpenAI-compatible endpoint): the builder's translation and QA
+generation, the judge (`eval.judge`, `eval.calibrate`, the `evaluate` metric), endpoint models in `eval.compare`, and
+the Space's and the terminal chat's answers and report translation. A model loaded in the process itself is no call:
+`eval.compare`'s and `training.check`'s local models answer through `ko_radiology.generation`, and the Space's local
+backend streams from its model with transformers.
 
-    from ko_radiology.llm import LLMClient, LLMClientConfig, LLMRequest
+    from ko_radiology.llm import LLMClient, LLMClientConfig, LLMRequest, StreamingClient
 
     client = LLMClient(LLMClientConfig(base_url="http://127.0.0.1:8000/v1", model="my-model"))
     requests = [LLMRequest(messages=[{"role": "user", "content": "안녕하세요"}], max_tokens=64)]
