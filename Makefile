@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 .PHONY: setup browser test quality docs bench bench-gpu gpu-check demo serve-demo pipeline pipeline-stages
 
 setup: $(INSTALLED) browser
-	$(PYTHON) -m ko_radiology.models prepare
+	$(PYTHON) -m ko_radiology.embedded_models prepare
 
 # Debian's Chromium and a Korean font for the Space's browser test (tests/test_space_browser.py). Playwright drives
 # /usr/bin/chromium and never downloads a browser. Without root or apt this prints the command and goes on.
@@ -62,8 +62,8 @@ gpu-check: setup
 OUT ?= out
 RECIPE ?= training/recipes/gemma3-270m-cpu.yaml
 TRAIN_FLAGS ?=
-# float32 weights: where the CPU has no native bf16 (AVX2-only machines like ours) bf16 matmuls are emulated and slow.
-MERGE_DTYPE ?= float32
+# The merged model is served locally: merged in the policy's serving dtype (ko_radiology/hardware.py), float32.
+MERGE_DTYPE ?= $(shell $(PYTHON) -m ko_radiology.hardware serve)
 # `datasets` would draw several progress bars per 40-row table.
 export HF_DATASETS_DISABLE_PROGRESS_BARS := 1
 
@@ -130,8 +130,8 @@ ifeq ($(JUDGE),local)
 JUDGE_FLAGS ?= --no-structured-output --max-tokens 160 --max-concurrency 1 --timeout-s 600
 endif
 JUDGE_URL := $(filter-out local stand-in,$(JUDGE))
-# Local servers of the embedded model in float32: its bf16 weights are emulated, slowly, on CPUs without native bf16.
-JUDGE_SERVER := $(if $(filter local,$(JUDGE)),--model $(JUDGE_LOCAL_MODEL) --dtype float32,--stand-in-judge)
+# Local servers of the embedded model serve in the policy's serving dtype (space.demo's default, float32).
+JUDGE_SERVER := $(if $(filter local,$(JUDGE)),--model $(JUDGE_LOCAL_MODEL),--stand-in-judge)
 JUDGE_MODEL ?= {model}
 JUDGE_NAME := $(if $(JUDGE_URL),$(JUDGE_MODEL),$(JUDGE))
 JUDGE_LABEL := $(if $(JUDGE_URL),$(JUDGE_MODEL) at $(JUDGE_URL),$(if $(filter local,$(JUDGE)),$(JUDGE_LOCAL_MODEL) \
@@ -159,7 +159,7 @@ endif
 with_server = $(if $(2),$(subst {endpoint},$(2),$(3)),$(PYTHON) -m space.demo $(1) --log-dir $(PIPELINE)/logs --run -- $(3))
 
 $(PIPELINE)/generated/hub/README.md: $(SAMPLE_FILES) | $(INSTALLED)
-	$(call with_server,--model $(GENERATE_LOCAL_MODEL) --dtype float32,$(ENDPOINT),$(PYTHON) -m dataset_builder build \
+	$(call with_server,--model $(GENERATE_LOCAL_MODEL),$(ENDPOINT),$(PYTHON) -m dataset_builder build \
 	    --data-dir ko_radiology/sample --out $(PIPELINE)/generated/build $(GENERATE_FLAGS) \
 	    --base-url {endpoint} --model $(if $(ENDPOINT),$(MODEL),{model}))
 	$(PYTHON) -m dataset_builder export $(PIPELINE)/generated/build --out $(@D) --repo-id org/ko-cxr-qa-generated

@@ -28,10 +28,11 @@ from transformers import HfArgumentParser
 
 from eval.options import client_config, endpoint_options
 from eval.tables import ANSWER_SUFFIX, ID, QUESTION, REFERENCE, REPORT, read_table, require_columns, write_table
+from ko_radiology.embedded_models import EMBEDDED_PREFIX
 from ko_radiology.llm import DataUseError, LLMClient, LLMRequest
 from ko_radiology.llm.config import check_base_url
 from ko_radiology.llm.data_use import redact_url
-from ko_radiology.models import EMBEDDED_PREFIX, looks_like_local_path
+from ko_radiology.model_loading import looks_like_local_path
 from ko_radiology.prompts import build_messages
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -141,7 +142,7 @@ def ask_local(spec: ModelSpec, table: pd.DataFrame, todo: list[int], options: Co
     cost nothing."""
     from ko_radiology.answer_cache import cached_answers
     from ko_radiology.generation import is_adapter
-    from ko_radiology.models import resolve_model
+    from ko_radiology.model_loading import resolve_model
 
     path = spec.target if is_adapter(spec.target) else resolve_model(spec.target)
     questions = [(table.at[i, REPORT], table.at[i, QUESTION]) for i in todo]

@@ -1,7 +1,9 @@
 """Shared library of Ko-Radiology-GPT: what more than one deployable needs, defined once.
 
-- `prompts`: the one prompt format (report + instruction → chat messages); `models`: the embedded base model;
-  `generation`: local batched generation with a fine-tuned model.
+- `prompts`: the one prompt format (report + instruction → chat messages); `embedded_models`: the embedded base model
+  prepared from its GGUF; `model_loading`: which model a name means and how it loads; `chat_tokens`: a model's chat
+  template and its special tokens; `generation`: local batched generation with a fine-tuned model.
+- `hardware`: CPU/GPU probes and the one dtype policy (`default_dtype`); `cache`: the project's cache folder.
 - `sections`: the report section parser; `glossary`: the English→Korean radiology glossary; `translation`: a report
   translated section by section with a chat model; `sample_corpus`: the shipped sample (`sample/`) and its gold
   annotations; `splits`: which split each study belongs to.

@@ -24,7 +24,7 @@ COMMANDS = {
     "judge": ("eval.judge", "python -m eval.judge"),
     "report": ("eval.report", "python -m eval.report"),
     "calibrate": ("eval.calibrate", "python -m eval.calibrate"),
-    "models": ("ko_radiology.models", "python -m ko_radiology.models"),
+    "models": ("ko_radiology.embedded_models", "python -m ko_radiology.embedded_models"),
 }
 """command → (module[:function], the `python -m` form it stands for); the function is `main` unless named."""
 

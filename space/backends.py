@@ -10,8 +10,9 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from ko_radiology.hardware import default_dtype
 from ko_radiology.llm import DataUseError, LLMClientConfig, LLMRequest, StreamError, StreamingClient, estimate_tokens
-from ko_radiology.models import load_model_and_tokenizer, local_base_for, resolve_model
+from ko_radiology.model_loading import load_model_and_tokenizer, local_base_for, resolve_model
 from space.config import DEFAULT_ENDPOINT_CONTEXT_TOKENS, ENV_PREFIX, GenerationSettings, SpaceConfig
 
 
@@ -152,7 +153,7 @@ def load_local_model(model: str, adapter: str | None = None):
     if adapter is None and (Path(model) / "adapter_config.json").is_file():
         adapter_config = json.loads((Path(model) / "adapter_config.json").read_text())
         model, adapter = local_base_for(adapter_config["base_model_name_or_path"]), model
-    base, tokenizer = load_model_and_tokenizer(resolve_model(model), dtype="float32")
+    base, tokenizer = load_model_and_tokenizer(resolve_model(model), dtype=default_dtype("serve"))
     if adapter is None:
         return base.eval(), tokenizer
     from peft import PeftModel

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import httpx
 
-from ko_radiology.models import resolve_model
+from ko_radiology.hardware import default_dtype
+from ko_radiology.model_loading import resolve_model
 from ko_radiology.processes import (
     SERVER_START_TIMEOUT_S,
     Service,
@@ -158,9 +159,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="Space port (default 7860 or $GRADIO_SERVER_PORT; the next free one if busy)",
     )
     parser.add_argument("--server-port", type=int, default=8000, help="model server port (the next free one if busy)")
-    parser.add_argument(
-        "--dtype", default="auto", help="weights dtype for --model (float32 where the CPU has no native bf16)"
-    )
+    parser.add_argument("--dtype", default=default_dtype("serve"), help="weights dtype for --model (%(default)s)")
     parser.add_argument("--log-dir", type=Path, default=Path("out/demo/logs"), help="where the processes log")
     parser.add_argument(
         "--run",

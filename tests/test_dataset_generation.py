@@ -214,7 +214,7 @@ def tiny_seq2seq(tmp_path_factory):
     """A two-layer T5 with random weights and the project's tokenizer: a real local translation model."""
     from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
 
-    from ko_radiology.models import prepare_tiny_model
+    from ko_radiology.embedded_models import prepare_tiny_model
 
     tokenizer = AutoTokenizer.from_pretrained(prepare_tiny_model())
     config = T5Config(

@@ -20,8 +20,8 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from eval.compare import read_questions
+from ko_radiology.embedded_models import EMBEDDED_HUB_IDS, prepare_tiny_model
 from ko_radiology.generation import load_for_generation, stop_token_ids, to_answer
-from ko_radiology.models import EMBEDDED_HUB_IDS, prepare_tiny_model
 from ko_radiology.prompts import build_messages
 from training.check import loops
 from training.check import main as check

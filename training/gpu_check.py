@@ -38,7 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ko_radiology.atomic_io import replace_dir, write_text_atomically
-from ko_radiology.models import cpu_model_name, resolve_model
+from ko_radiology.hardware import cpu_model_name
+from ko_radiology.model_loading import resolve_model
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = Path(__file__).resolve().parent / "recipes"
