@@ -82,16 +82,8 @@ SPACE_KEY_SETTINGS = (
 
 def client_config(config: SpaceConfig) -> LLMClientConfig:
     """The endpoint as `ko_radiology.llm` sees it: reports typed by visitors, of unknown origin (`user`)."""
-    return LLMClientConfig(
-        model=config.model,
-        base_url=config.endpoint,
-        api_key_env="HF_TOKEN",
-        timeout_s=config.timeout_s,
-        data_provenance="user",
-        allowed_hosts=config.endpoint_hosts,
-        allow_remote_endpoint=config.allow_remote_endpoint,
-        no_retention_confirmed=config.no_retention_confirmed,
-        show_progress=False,
+    return config.endpoint_options().client_config(
+        model=config.model, base_url=config.endpoint, data_provenance="user"
     )
 
 

@@ -24,6 +24,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+from ko_radiology.cli import run_cli
 from ko_radiology.cpu_blas import load_mkl_vendor_shim
 
 load_mkl_vendor_shim()  # before torch is imported (ko_radiology/cpu_blas.py)
@@ -151,16 +152,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
+def check_command(argv: list[str]) -> None:
     args = parse_args(argv)
-    try:
-        result = run_check(args)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print_quality(result)
+    print_quality(run_check(args))
     print(f"Written to {Path(args.model) / QUALITY_FILE}.")
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(check_command, argv)
 
 
 if __name__ == "__main__":

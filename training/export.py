@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from ko_radiology.atomic_io import replace_dir
+from ko_radiology.cli import run_cli
 from ko_radiology.generation import is_adapter
 from ko_radiology.hardware import default_dtype
 from ko_radiology.model_loading import local_base_for
@@ -66,7 +67,7 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, dtype: str = def
     return replace_dir(out_dir, save)
 
 
-def main(args: list[str] | None = None) -> int:
+def export_command(args: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("adapter", help="output_dir of training.sft (adapter_config.json, tokenizer)")
     parser.add_argument("--out", required=True, help="folder for the merged model")
@@ -74,12 +75,11 @@ def main(args: list[str] | None = None) -> int:
         "--dtype", default=default_dtype("merge"), choices=sorted(DTYPES), help="dtype of the merged weights"
     )
     parsed = parser.parse_args(args)
-    try:
-        print(f"Merged model written to {merge_adapter(parsed.adapter, parsed.out, parsed.dtype)}")
-    except (FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    print(f"Merged model written to {merge_adapter(parsed.adapter, parsed.out, parsed.dtype)}")
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_cli(export_command, args)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ko_radiology.cli import run_cli
 from ko_radiology.cpu_blas import LOADED, load_mkl_vendor_shim
 
 MKL_SHIM = load_mkl_vendor_shim()  # before torch is imported (ko_radiology/cpu_blas.py)
@@ -347,14 +348,13 @@ def parse_args(args: list[str] | None = None) -> tuple[QAScriptArguments, SFTCon
 
 
 def cli(args: list[str] | None = None) -> int:
-    """`python -m training.sft`: a wrong recipe, key or dataset path is one line on stderr, not a traceback."""
-    try:
-        parsed = parse_args(args)
-    except (FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    main(*parsed)
-    return 0
+    """`python -m training.sft`: a wrong recipe, key or dataset path is one line on stderr, not a traceback; an error
+    while training keeps its traceback (it is no input to fix)."""
+    parsed: list = []
+    status = run_cli(lambda argv: parsed.extend(parse_args(argv)), args)
+    if parsed:
+        main(*parsed)
+    return status
 
 
 if __name__ == "__main__":

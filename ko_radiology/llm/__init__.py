@@ -15,10 +15,11 @@ backend streams from its model with transformers.
     for piece in StreamingClient(client.config).stream(requests[0]):   # text as it is generated; not cached
         print(piece, end="")
 
-One concern per module: `config` (what the client is told), `data_use` (where data may go), `limits` (rate limits
-and backoff), `transport` (the SDK clients and one HTTP attempt), `cache` (responses and the cost ledger), `client`
-(retries, de-dup and many calls), `batch` (the OpenAI Batch API), `stream` (one answer streamed as it is generated),
-`completer` (a pipeline stage's conversations in, replies out).
+One concern per module: `config` (what the client is told), `options` (the part of it a command's user sets),
+`data_use` (where data may go), `limits` (rate limits and backoff), `transport` (the SDK clients and one HTTP
+attempt), `cache` (responses and the cost ledger), `client` (retries, de-dup and many calls), `batch` (the OpenAI
+Batch API), `stream` (one answer streamed as it is generated), `completer` (a pipeline stage's conversations in,
+replies out).
 Every call, streamed or not, passes the same data-use guard and goes straight to the checked host (no environment
 proxies, no redirects).
 """
@@ -38,6 +39,7 @@ from ko_radiology.llm.config import LLMClientConfig, LLMRequest
 from ko_radiology.llm.data_use import PROVENANCES, DataUseError, check_data_use, is_allowed_host, is_credentialed
 from ko_radiology.llm.errors import LLMClientError, NonRetryableError, RetriesExhaustedError, StreamError
 from ko_radiology.llm.limits import RateLimiter, estimate_tokens
+from ko_radiology.llm.options import EndpointOptions
 from ko_radiology.llm.stream import StreamingClient
 
 __all__ = [
@@ -47,6 +49,7 @@ __all__ = [
     "Completion",
     "DataUseError",
     "DryRunReport",
+    "EndpointOptions",
     "LLMClient",
     "LLMClientConfig",
     "LLMClientError",
