@@ -3,10 +3,10 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: setup browser test quality bench bench-gpu gpu-check demo serve-demo pipeline pipeline-stages
+.PHONY: setup browser test quality docs bench bench-gpu gpu-check demo serve-demo pipeline pipeline-stages
 
 setup: $(INSTALLED) browser
-	$(PYTHON) -m ko_radiology.models prepare
+	$(PYTHON) -m ko_radiology.embedded_models prepare
 
 # Debian's Chromium and a Korean font for the Space's browser test (tests/test_space_browser.py). Playwright drives
 # /usr/bin/chromium and never downloads a browser. Without root or apt this prints the command and goes on.
@@ -36,6 +36,11 @@ quality: $(INSTALLED)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# The CPU recipe's measured numbers in README.md and in the recipe's header, rendered from docs/results/quality.json
+# (copy a new run's out/adapters/KEY/adapter/quality.json there first); tests/test_docs.py fails when they differ.
+docs:
+	python3 docs/render_results.py
+
 # Every benchmark in bench/ (each prints its numbers against its target), then one table with the machine and the date
 # in bench/RESULTS.md; the GPU one runs where CUDA is, and is listed as skipped elsewhere.
 bench: setup
@@ -57,8 +62,8 @@ gpu-check: setup
 OUT ?= out
 RECIPE ?= training/recipes/gemma3-270m-cpu.yaml
 TRAIN_FLAGS ?=
-# float32 weights: where the CPU has no native bf16 (AVX2-only machines like ours) bf16 matmuls are emulated and slow.
-MERGE_DTYPE ?= float32
+# The merged model is served locally: merged in the policy's serving dtype (ko_radiology/hardware.py), float32.
+MERGE_DTYPE ?= $(shell $(PYTHON) -m ko_radiology.hardware serve)
 # `datasets` would draw several progress bars per 40-row table.
 export HF_DATASETS_DISABLE_PROGRESS_BARS := 1
 
@@ -72,9 +77,10 @@ $(SAMPLE)/README.md: $(SAMPLE_FILES) | $(INSTALLED)
 	$(PYTHON) -m dataset_builder export $(OUT)/sample/build --out $(SAMPLE) --repo-id org/ko-cxr-qa
 
 # An adapter is stored under a key that hashes the training data's files, the recipe and TRAIN_FLAGS: the same inputs
-# never train twice, and an interrupted training resumes from its last checkpoint.
+# never train twice, and an interrupted training resumes from its last checkpoint. The recipe's comment lines are left
+# out: they change nothing trained (`make docs` rewrites the CPU recipe's header when a run is measured).
 ADAPTERS := $(OUT)/adapters
-training_key = $(shell { cat $(1)/qa/*.parquet $(RECIPE); echo '$(TRAIN_FLAGS)'; } | $(SHA256) | cut -c1-16)
+training_key = $(shell { cat $(1)/qa/*.parquet; grep -v '^\#' $(RECIPE); echo '$(TRAIN_FLAGS)'; } | $(SHA256) | cut -c1-16)
 
 $(ADAPTERS)/%/adapter/adapter_config.json:
 	$(PYTHON) -m training.sft --config $(RECIPE) --dataset_name $(TRAIN_DATA) --output_dir $(@D) $(TRAIN_FLAGS)
@@ -124,8 +130,8 @@ ifeq ($(JUDGE),local)
 JUDGE_FLAGS ?= --no-structured-output --max-tokens 160 --max-concurrency 1 --timeout-s 600
 endif
 JUDGE_URL := $(filter-out local stand-in,$(JUDGE))
-# Local servers of the embedded model in float32: its bf16 weights are emulated, slowly, on CPUs without native bf16.
-JUDGE_SERVER := $(if $(filter local,$(JUDGE)),--model $(JUDGE_LOCAL_MODEL) --dtype float32,--stand-in-judge)
+# Local servers of the embedded model serve in the policy's serving dtype (space.demo's default, float32).
+JUDGE_SERVER := $(if $(filter local,$(JUDGE)),--model $(JUDGE_LOCAL_MODEL),--stand-in-judge)
 JUDGE_MODEL ?= {model}
 JUDGE_NAME := $(if $(JUDGE_URL),$(JUDGE_MODEL),$(JUDGE))
 JUDGE_LABEL := $(if $(JUDGE_URL),$(JUDGE_MODEL) at $(JUDGE_URL),$(if $(filter local,$(JUDGE)),$(JUDGE_LOCAL_MODEL) \
@@ -153,7 +159,7 @@ endif
 with_server = $(if $(2),$(subst {endpoint},$(2),$(3)),$(PYTHON) -m space.demo $(1) --log-dir $(PIPELINE)/logs --run -- $(3))
 
 $(PIPELINE)/generated/hub/README.md: $(SAMPLE_FILES) | $(INSTALLED)
-	$(call with_server,--model $(GENERATE_LOCAL_MODEL) --dtype float32,$(ENDPOINT),$(PYTHON) -m dataset_builder build \
+	$(call with_server,--model $(GENERATE_LOCAL_MODEL),$(ENDPOINT),$(PYTHON) -m dataset_builder build \
 	    --data-dir ko_radiology/sample --out $(PIPELINE)/generated/build $(GENERATE_FLAGS) \
 	    --base-url {endpoint} --model $(if $(ENDPOINT),$(MODEL),{model}))
 	$(PYTHON) -m dataset_builder export $(PIPELINE)/generated/build --out $(@D) --repo-id org/ko-cxr-qa-generated

@@ -90,7 +90,8 @@ def run_plain_trl(variant: str, dataset_dir: str, output_dir: str, max_steps: in
     from trl import SFTConfig, SFTTrainer
 
     from ko_radiology.dataset_folders import load_dataset_config
-    from ko_radiology.models import cpu_training_dtype, model_path
+    from ko_radiology.embedded_models import model_path
+    from ko_radiology.hardware import default_dtype
     from ko_radiology.prompts import build_messages
 
     train = load_dataset_config(dataset_dir, "qa", split="train")
@@ -102,7 +103,7 @@ def run_plain_trl(variant: str, dataset_dir: str, output_dir: str, max_steps: in
     common |= {"save_strategy": "no", "report_to": "none", "seed": 42, "include_num_input_tokens_seen": "non_padding"}
     if variant == "trl-knobs":
         recipe = recipe_values()
-        dtype = cpu_training_dtype() if recipe["dtype"] == "auto" else recipe["dtype"]
+        dtype = default_dtype("train", "cpu") if recipe["dtype"] == "auto" else recipe["dtype"]
         knobs = {key: recipe[key] for key in ("max_length", "packing", "packing_strategy", "gradient_checkpointing")}
         knobs |= {key: recipe[key] for key in ("per_device_train_batch_size", "gradient_accumulation_steps")}
         common |= knobs | {"padding_free": True, "model_init_kwargs": {"dtype": dtype}}
@@ -155,12 +156,12 @@ def run_in_process(variant: str, dataset_dir: Path, args: argparse.Namespace, en
 def print_machine() -> None:
     import os
 
-    from ko_radiology.models import cpu_flags, cpu_model_name, cpu_training_dtype
+    from ko_radiology.hardware import cpu_flags, cpu_model_name, default_dtype
 
     flags = cpu_flags()
     shown = ", ".join(f"{flag} {'yes' if flag in flags else 'no'}" for flag in CPU_FLAGS)
     recipe_dtype = recipe_values()["dtype"]
-    dtype = cpu_training_dtype() if recipe_dtype == "auto" else recipe_dtype
+    dtype = default_dtype("train", "cpu") if recipe_dtype == "auto" else recipe_dtype
     print(f"CPU: {cpu_model_name()}, {os.cpu_count()} cores; {shown}; recipe dtype {recipe_dtype} -> {dtype}")
     if MKL_SHIM:
         print(f"{MKL_SHIM} (every variant alike)")

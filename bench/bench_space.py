@@ -29,7 +29,8 @@ sys.path.append(str(REPO))  # appended, so PYTHONPATH can name another checkout
 import httpx  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
-from ko_radiology.models import cpu_model_name, model_path  # noqa: E402
+from ko_radiology.embedded_models import model_path  # noqa: E402
+from ko_radiology.hardware import cpu_model_name  # noqa: E402
 from ko_radiology.processes import (  # noqa: E402
     SERVER_START_TIMEOUT_S,
     free_port,

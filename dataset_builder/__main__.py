@@ -10,32 +10,31 @@
     python -m dataset_builder export out/build --out out/hub --repo-id org/ko-cxr-qa
     python -m dataset_builder push out/hub --repo-id org/ko-cxr-qa --dry-run
 
-`build` takes every field of `BuildOptions` and `EndpointOptions` (the LLM client's config) as a flag, or from
+`build` takes every field of `BuildOptions` and `BuildEndpoint` (the LLM client's options) as a flag, or from
 `--config build.yaml` (flags override the file). `build` and `batch` share the cache `OUT/llm_cache.sqlite`.
 
-Exit status: 0 done; 1 an error (one line says what to fix); 2 no such command or a bad flag; 3 `build` saved a
-build in which some model calls failed: run the same command again to retry only those (`--allow-partial` accepts
-such a build and exits 0).
+Exit status (every command's, see `ko_radiology.cli`): 0 done; 2 no such command, a bad flag or input (one line says
+what to fix); 3 `build` saved a build in which some model calls failed: run the same command again to retry only
+those (`--allow-partial` accepts such a build and exits 0).
 """
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
 
 import datasets
-import yaml
 from transformers import HfArgumentParser
 
 from dataset_builder.build_dir import SUMMARY_FILE, build_lock, check_out_dir, write_build
 from dataset_builder.hub import export_hub_folder, push_hub_folder, push_plan
-from dataset_builder.options import DEFAULT_OUT, PARTIAL_BUILD_EXIT, BuildOptions, EndpointOptions
+from dataset_builder.options import DEFAULT_OUT, BuildEndpoint, BuildOptions
 from dataset_builder.pipeline import Pipeline, note_record
-from dataset_builder.provenance import USER
-from dataset_builder.sources import InputError, ReportSource
+from dataset_builder.sources import ReportSource
+from ko_radiology.arguments import ConfigArgumentParser
 from ko_radiology.atomic_io import write_text_atomically
-from ko_radiology.llm import DataUseError, LLMClient
+from ko_radiology.cli import EXIT_PARTIAL, EXIT_USAGE, run_cli
+from ko_radiology.llm import LLMClient
 
 
 def parse_command(argv: list[str]) -> None:
@@ -51,27 +50,9 @@ def parse_command(argv: list[str]) -> None:
         print(f"  skipped {item.source}: {item.reason}")
 
 
-def read_config_file(argv: list[str]) -> dict:
-    """The `--config` YAML's options, checked against the dataclass fields (flags given too override them)."""
-    config_reader = argparse.ArgumentParser(add_help=False)
-    config_reader.add_argument("--config", type=Path)
-    config_path = config_reader.parse_known_args(argv)[0].config
-    if config_path is None:
-        return {}
-    from_file = yaml.safe_load(config_path.read_text()) or {}
-    known = {item.name for options in (BuildOptions, EndpointOptions) for item in dataclasses.fields(options)}
-    unknown = sorted(set(from_file) - known)
-    if unknown:
-        raise ValueError(f"{config_path} has unknown keys {unknown}; see `python -m dataset_builder build --help`.")
-    return from_file
-
-
-def parse_build_args(argv: list[str]) -> tuple[BuildOptions, EndpointOptions]:
-    parser = HfArgumentParser((BuildOptions, EndpointOptions), prog="python -m dataset_builder build")
-    parser.add_argument("--config", type=Path, help="YAML file with any of these options; flags override it.")
-    parser.set_defaults(**read_config_file(argv))
-    options, endpoint, _ = parser.parse_args_into_dataclasses(args=argv)
-    return options, endpoint
+def parse_build_args(argv: list[str]) -> tuple[BuildOptions, BuildEndpoint]:
+    parser = ConfigArgumentParser((BuildOptions, BuildEndpoint), prog="python -m dataset_builder build")
+    return parser.parse_args_and_config(argv)
 
 
 def print_dry_run(pipeline: Pipeline) -> None:
@@ -128,7 +109,7 @@ def partial_build_status(pipeline: Pipeline) -> int:
     if not failed:
         return 0
     options = pipeline.options
-    outcome = "accepted by --allow-partial" if options.allow_partial else f"exit status {PARTIAL_BUILD_EXIT}"
+    outcome = "accepted by --allow-partial" if options.allow_partial else f"exit status {EXIT_PARTIAL}"
     print(
         f"{'warning' if options.allow_partial else 'error'}: {failed} model calls failed after their retries, so the "
         f"build saved in {options.out} lacks what they would have made (see {SUMMARY_FILE}); {outcome}. Run the same "
@@ -136,7 +117,7 @@ def partial_build_status(pipeline: Pipeline) -> int:
         + ("." if options.allow_partial else ", or add --allow-partial to accept a partial build."),
         file=sys.stderr,
     )
-    return 0 if options.allow_partial else PARTIAL_BUILD_EXIT
+    return 0 if options.allow_partial else EXIT_PARTIAL
 
 
 def print_build(pipeline: Pipeline, rows: dict[str, dict[str, int]]) -> None:
@@ -155,14 +136,14 @@ def print_build(pipeline: Pipeline, rows: dict[str, dict[str, int]]) -> None:
 
 
 def batch_command(argv: list[str]) -> None:
-    parser = HfArgumentParser(EndpointOptions, prog="python -m dataset_builder batch")
+    parser = HfArgumentParser(BuildEndpoint, prog="python -m dataset_builder batch")
     parser.add_argument("action", choices=["submit", "collect"])
     parser.add_argument("targets", nargs="+", help="batch input files to submit, or batch ids to collect")
     parser.add_argument(
         "--out", type=Path, default=Path(DEFAULT_OUT), help="the build folder: its cache receives the answers"
     )
     endpoint, args = parser.parse_args_into_dataclasses(args=argv)
-    with LLMClient(endpoint.client_config(args.out, endpoint.data_provenance or USER)) as client:
+    with LLMClient(endpoint.client_config(args.out)) as client:  # unset provenance: user (credentialed)
         for target in args.targets:
             print(f"{target}: {submit_or_collect(client, args.action, target, args.out / 'batches')}")
 
@@ -207,8 +188,6 @@ def push_command(argv: list[str]) -> None:
         push_hub_folder(args.folder, args.repo_id, args.private)
 
 
-USER_ERRORS = (InputError, DataUseError, ValueError, FileNotFoundError)
-"""Errors that name the input and the fix: printed as one line, not a traceback."""
 COMMANDS = {
     "parse": parse_command,
     "build": build_command,
@@ -218,17 +197,16 @@ COMMANDS = {
 }
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+def run_command(argv: list[str]) -> int | None:
     datasets.disable_progress_bars()  # several bars per 40-row table would bury the summary lines
     if not argv or argv[0] not in COMMANDS:
         print(__doc__)
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
-    try:
-        return COMMANDS[argv[0]](argv[1:]) or 0
-    except USER_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        return 0 if argv and argv[0] in ("-h", "--help") else EXIT_USAGE
+    return COMMANDS[argv[0]](argv[1:])
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(run_command, argv)
 
 
 if __name__ == "__main__":

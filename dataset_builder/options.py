@@ -1,10 +1,12 @@
 """Every knob of a build, declared once with its default and help; the CLI and a YAML file both fill it."""
 
 import codecs
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from ko_radiology.llm import LLMClientConfig
+from ko_radiology.cli import EXIT_PARTIAL
+from ko_radiology.llm import EndpointOptions, LLMClientConfig
+from ko_radiology.llm.options import client_field
 from ko_radiology.prompts import TASK_TYPES
 
 CONFIG_NAMES = ("notes", "translation", "qa")
@@ -13,8 +15,6 @@ GENERATORS = ("llm", "gold")
 CACHE_FILE = "llm_cache.sqlite"
 """The LLM cache lives in the build folder: `build` reads it and `batch collect` fills it, from one `--out`."""
 DEFAULT_OUT = "out/build"
-PARTIAL_BUILD_EXIT = 3
-"""`build`'s exit status when it saved a build in which some model calls failed (without --allow-partial)."""
 
 
 def _help(text: str) -> dict:
@@ -72,7 +72,7 @@ class BuildOptions:
         default=False,
         metadata=_help(
             f"Exit 0 when some model calls failed after their retries. Without it such a build is saved but exits "
-            f"{PARTIAL_BUILD_EXIT}; the same command again retries only the failed calls (answered ones are cached)."
+            f"{EXIT_PARTIAL}; the same command again retries only the failed calls (answered ones are cached)."
         ),
     )
 
@@ -121,55 +121,19 @@ class BuildOptions:
         return Path(self.out)
 
 
-@dataclass(frozen=True)  # as its base, the client's config
-class EndpointOptions(LLMClientConfig):
-    """The endpoint flags of `build` and `batch`: every `LLMClientConfig` field, with `model` optional until a client
-    is built (gold and notes-only builds need none) and the cache inside the build folder unless given."""
+@dataclass(frozen=True)
+class BuildEndpoint(EndpointOptions):
+    """The endpoint flags of `build` and `batch`: the model (needed only by the llm backends; gold and notes-only
+    builds call none) and its URL, then every client option, with the cache inside the build folder unless given."""
 
     model: str | None = field(default=None, metadata=_help("Model name the endpoint serves (the llm backends)."))
-    cache_path: str | None = field(
-        default=None, metadata=_help(f"SQLite cache of responses and the cost ledger (default: OUT/{CACHE_FILE}).")
-    )
-    query_params: str | None = field(
-        default=None,
-        metadata=_help(
-            "Extra URL query parameters as comma-separated name=value pairs, e.g. api-version=2024-10-21 (Azure); "
-            "a mapping in --config."
-        ),
-    )
-    data_provenance: str | None = field(
-        default=None,
-        metadata=_help(
-            "Where the reports come from: synthetic, mimic-cxr or user. `build` detects it (the shipped sample is "
-            "synthetic, a MIMIC-CXR tree mimic-cxr, anything else user, which counts as credentialed) and takes a "
-            "declaration only where it is stricter (a CSV of MIMIC-CXR reports: mimic-cxr); `batch` counts unset as "
-            "user."
-        ),
-    )
+    base_url: str = client_field("base_url")
 
-    def __post_init__(self) -> None:
-        """Checked when `client_config` builds the real config, where a missing model is an error."""
-
-    def client_config(self, out_dir: Path, provenance: str) -> LLMClientConfig:
-        """The client's config, with the provenance the build decided (the declared one, or the detected)."""
+    def client_config(self, out_dir: str | Path = DEFAULT_OUT, **fixed) -> LLMClientConfig:
+        """The client's config, its cache `OUT/llm_cache.sqlite` unless `--cache-path` names another."""
         if not self.model:
             raise ValueError(
                 "The llm backend needs --model (the name your endpoint serves) and --base-url; or --gold."
             )
-        values = {item.name: getattr(self, item.name) for item in fields(LLMClientConfig)}
-        values["cache_path"] = self.cache_path or str(Path(out_dir) / CACHE_FILE)
-        values["data_provenance"] = provenance
-        values["query_params"] = parse_query_params(self.query_params)
-        return LLMClientConfig(**values)
-
-
-def parse_query_params(value: str | dict | None) -> dict[str, str]:
-    """`name=value,name=value` from the command line (argparse cannot fill a dict), or the mapping a YAML gave."""
-    if not isinstance(value, str):
-        return dict(value or {})
-    pairs = [item.split("=", 1) for item in value.split(",") if item.strip()]
-    if any(len(pair) != 2 or not pair[0].strip() for pair in pairs):
-        raise ValueError(
-            f"--query-params {value!r}: give name=value pairs separated by commas, e.g. api-version=2024-10-21."
-        )
-    return {name.strip(): text.strip() for name, text in pairs}
+        cache_path = self.cache_path or str(Path(out_dir) / CACHE_FILE)
+        return super().client_config(model=self.model, base_url=self.base_url, cache_path=cache_path, **fixed)

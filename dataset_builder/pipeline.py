@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 from dataset_builder.generate_qa import GoldQAGenerator, LLMQAGenerator
-from dataset_builder.options import BuildOptions, EndpointOptions
+from dataset_builder.options import BuildEndpoint, BuildOptions
 from dataset_builder.provenance import build_provenance, endpoint_class
 from dataset_builder.sources import InputError, RawReport, ReportSource
 from dataset_builder.translate import GoldTranslator, HFTranslator, lost_section_reason, translation_record
@@ -48,10 +48,10 @@ def note_record(report: RawReport) -> dict:
 class Pipeline:
     """Owns the backends of one build, its LLM client, and counts what happened (skips, flags, rejections)."""
 
-    def __init__(self, options: BuildOptions, endpoint: EndpointOptions | None = None):
+    def __init__(self, options: BuildOptions, endpoint: BuildEndpoint | None = None):
         """`endpoint` configures the client that stages with the `llm` backend create when first needed."""
         self.options = options
-        self.endpoint = endpoint or EndpointOptions()
+        self.endpoint = endpoint or BuildEndpoint()
         self.source = ReportSource(
             Path(options.data_dir),
             input_format=options.input_format,
@@ -84,7 +84,9 @@ class Pipeline:
         """The build's LLM client (None when no stage needs one), created on first use with the data's provenance,
         so the data-use guard and the cache check run before any work."""
         if self._client is None and self.llm_stages:
-            self._client = LLMClient(self.endpoint.client_config(self.options.out_dir, self.provenance))
+            self._client = LLMClient(
+                self.endpoint.client_config(self.options.out_dir, data_provenance=self.provenance)
+            )
         return self._client
 
     def close(self) -> None:

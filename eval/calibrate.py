@@ -14,12 +14,12 @@ import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from transformers import HfArgumentParser
-
-from eval.options import JUDGE_RENAMES, JudgeEndpoint, client_config
+from eval.options import JudgeEndpoint
+from ko_radiology.arguments import ConfigArgumentParser
 from ko_radiology.atomic_io import write_text_atomically
+from ko_radiology.cli import run_cli
 from ko_radiology.judge import CRITERIA, Judge, JudgeConfig, JudgeItem, JudgeOutcome, longer_answer_wins
-from ko_radiology.llm import DataUseError, LLMClient
+from ko_radiology.llm import LLMClient
 from ko_radiology.sample_corpus import SAMPLE_DIR, load_gold_translations
 from ko_radiology.sections import join_sections
 from ko_radiology.statistics import bootstrap_ci
@@ -88,12 +88,12 @@ def calibration_row(pairs: list[Pair], outcome: JudgeOutcome) -> str:
     return f"| {outcome.config.criterion} | " + " | ".join(cells) + " |"
 
 
-def calibrate(options: CalibrateOptions, judge_config: JudgeConfig, endpoint) -> str:
+def calibrate(options: CalibrateOptions, judge_config: JudgeConfig, endpoint: JudgeEndpoint) -> str:
     criteria = [name.strip() for name in options.criteria.split(",") if name.strip()]
     pairs = load_pairs(options.limit)
     header = ["criterion", *DEFECTS, "swap-flip rate", "longer wins"]
     lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
-    config = client_config(endpoint, JUDGE_RENAMES, data_provenance="synthetic")
+    config = endpoint.client_config(data_provenance="synthetic")
     with LLMClient(config) as client:
         for criterion in criteria:
             run_config = replace(judge_config, criterion=criterion, all_positions=True, answers_per_call="all")
@@ -103,20 +103,20 @@ def calibrate(options: CalibrateOptions, judge_config: JudgeConfig, endpoint) ->
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = HfArgumentParser((CalibrateOptions, JudgeConfig, JudgeEndpoint), prog="python -m eval.calibrate")
-    options, judge_config, endpoint = parser.parse_args_into_dataclasses(args=argv)
-    try:
-        table = calibrate(options, judge_config, endpoint)
-    except (ValueError, FileNotFoundError, DataUseError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+def calibrate_command(argv: list[str]) -> int:
+    parser = ConfigArgumentParser((CalibrateOptions, JudgeConfig, JudgeEndpoint), prog="python -m eval.calibrate")
+    options, judge_config, endpoint = parser.parse_args_and_config(argv)
+    table = calibrate(options, judge_config, endpoint)
     title = f"Share of questions where {endpoint.judge_model} scores the gold answer above the defective one"
     text = f"{title} (95% CI):\n\n{table}\n"
     if options.out:
         write_text_atomically(Path(options.out), text)
     print(text)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(calibrate_command, argv)
 
 
 if __name__ == "__main__":

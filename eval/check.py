@@ -25,6 +25,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+from ko_radiology.cli import run_cli
 from ko_radiology.cpu_blas import load_mkl_vendor_shim
 
 load_mkl_vendor_shim()  # before torch is imported (ko_radiology/cpu_blas.py)
@@ -32,8 +33,10 @@ load_mkl_vendor_shim()  # before torch is imported (ko_radiology/cpu_blas.py)
 from ko_radiology.answer_cache import cached_answers
 from ko_radiology.atomic_io import write_text_atomically
 from ko_radiology.dataset_folders import dataset_label, load_qa_splits
+from ko_radiology.embedded_models import EMBEDDED_HUB_IDS
 from ko_radiology.generation import Answer, is_adapter
-from ko_radiology.models import EMBEDDED_HUB_IDS, cpu_training_dtype, local_base_for, resolve_model
+from ko_radiology.hardware import default_dtype
+from ko_radiology.model_loading import local_base_for, resolve_model
 from ko_radiology.reference_metrics import chrf_pp_scores, rouge_l_chars_scores
 from ko_radiology.statistics import paired_bootstrap
 
@@ -162,23 +165,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--limit", type=int, help="answer N rows only, a fixed random subset (seed 0)")
-    parser.add_argument("--dtype", default=cpu_training_dtype(), choices=["float32", "bfloat16"])
+    parser.add_argument("--dtype", default=default_dtype("check"), choices=["float32", "bfloat16"])
     args = parser.parse_args(argv)
     if not Path(args.model).is_dir():
         parser.error(f"{args.model} is not a folder. Pass the output_dir of training.sft or of training.export.")
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
+def check_command(argv: list[str]) -> None:
     args = parse_args(argv)
-    try:
-        result = run_check(args)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print_quality(result)
+    print_quality(run_check(args))
     print(f"Written to {Path(args.model) / QUALITY_FILE}.")
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(check_command, argv)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ question as each batch is generated (`ko_radiology.answer_cache`), an endpoint's
 """
 
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,19 +23,18 @@ load_mkl_vendor_shim()  # before torch is imported: local models answer faster o
 import pandas as pd
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
-from transformers import HfArgumentParser
 
-from eval.options import client_config, endpoint_options
 from eval.tables import ANSWER_SUFFIX, ID, QUESTION, REFERENCE, REPORT, read_table, require_columns, write_table
-from ko_radiology.llm import DataUseError, LLMClient, LLMRequest
+from ko_radiology.arguments import ConfigArgumentParser
+from ko_radiology.cli import run_cli
+from ko_radiology.embedded_models import EMBEDDED_PREFIX
+from ko_radiology.llm import EndpointOptions, LLMClient, LLMRequest
 from ko_radiology.llm.config import check_base_url
 from ko_radiology.llm.data_use import redact_url
-from ko_radiology.models import EMBEDDED_PREFIX, looks_like_local_path
+from ko_radiology.model_loading import looks_like_local_path
 from ko_radiology.prompts import build_messages
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-ENDPOINT_DROPS = ("model", "base_url")
-CompareEndpoint = endpoint_options("CompareEndpoint", drop=ENDPOINT_DROPS)
 
 
 @dataclass
@@ -118,9 +116,11 @@ def resume_table(questions: pd.DataFrame, out: str) -> pd.DataFrame:
     return done
 
 
-def ask_endpoint(spec: ModelSpec, table: pd.DataFrame, todo: list[int], options: CompareOptions, endpoint) -> None:
+def ask_endpoint(
+    spec: ModelSpec, table: pd.DataFrame, todo: list[int], options: CompareOptions, endpoint: EndpointOptions
+) -> None:
     """Answers from an OpenAI-compatible endpoint through the project's client (cache, limits, data-use guard)."""
-    config = client_config(endpoint, model=spec.served_model, base_url=spec.target)
+    config = endpoint.client_config(model=spec.served_model, base_url=spec.target)
     requests = [
         LLMRequest(build_messages(table.at[i, REPORT], table.at[i, QUESTION]), max_tokens=options.max_new_tokens)
         for i in todo
@@ -141,7 +141,7 @@ def ask_local(spec: ModelSpec, table: pd.DataFrame, todo: list[int], options: Co
     cost nothing."""
     from ko_radiology.answer_cache import cached_answers
     from ko_radiology.generation import is_adapter
-    from ko_radiology.models import resolve_model
+    from ko_radiology.model_loading import resolve_model
 
     path = spec.target if is_adapter(spec.target) else resolve_model(spec.target)
     questions = [(table.at[i, REPORT], table.at[i, QUESTION]) for i in todo]
@@ -150,7 +150,7 @@ def ask_local(spec: ModelSpec, table: pd.DataFrame, todo: list[int], options: Co
         table.at[i, spec.name + ANSWER_SUFFIX] = answer.text
 
 
-def run(options: CompareOptions, endpoint) -> int:
+def run(options: CompareOptions, endpoint: EndpointOptions) -> int:
     specs = [parse_model_spec(spec) for spec in options.model]
     if not specs:
         raise ValueError("Pass at least one --model NAME=TARGET.")
@@ -174,14 +174,13 @@ def run(options: CompareOptions, endpoint) -> int:
     return 0
 
 
+def compare_command(argv: list[str]) -> int:
+    parser = ConfigArgumentParser((CompareOptions, EndpointOptions), prog="python -m eval.compare")
+    return run(*parser.parse_args_and_config(argv))
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = HfArgumentParser((CompareOptions, CompareEndpoint), prog="python -m eval.compare")
-    options, endpoint = parser.parse_args_into_dataclasses(args=argv)
-    try:
-        return run(options, endpoint)
-    except (ValueError, FileNotFoundError, DataUseError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_cli(compare_command, argv)
 
 
 if __name__ == "__main__":

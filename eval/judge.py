@@ -12,13 +12,11 @@ outputs into the same cache and scores.
 """
 
 import json
-import sys
 from dataclasses import dataclass, field
 
 import pandas as pd
-from transformers import HfArgumentParser
 
-from eval.options import JUDGE_RENAMES, JudgeEndpoint, client_config
+from eval.options import JudgeEndpoint
 from eval.tables import (
     CRITERION,
     ERROR_SUFFIX,
@@ -33,8 +31,10 @@ from eval.tables import (
     text_or_none,
     write_table,
 )
+from ko_radiology.arguments import ConfigArgumentParser
+from ko_radiology.cli import run_cli
 from ko_radiology.judge import Judge, JudgeConfig, JudgeItem, JudgeOutcome, get_criterion, longer_answer_wins
-from ko_radiology.llm import DataUseError, LLMClient
+from ko_radiology.llm import LLMClient
 
 RAW_COLUMN, ORDER_COLUMN, SEED_COLUMN = "judge_raw", "judge_order", "judge_seed"
 """The replies per call, the models each call showed (answer 1 first) and the seed that shuffled them."""
@@ -99,9 +99,9 @@ def print_summary(models: list[str], items: list[JudgeItem], outcome: JudgeOutco
         print(f"longer answer scored higher in {rate:.0%} of {pairs} pairs that differ in score and length")
 
 
-def run(options: JudgeRunOptions, judge_config: JudgeConfig, endpoint) -> int:
+def run(options: JudgeRunOptions, judge_config: JudgeConfig, endpoint: JudgeEndpoint) -> int:
     table, columns, items = load_items(options.input, judge_config.criterion)
-    with LLMClient(client_config(endpoint, JUDGE_RENAMES)) as client:
+    with LLMClient(endpoint.client_config()) as client:
         judge = Judge(client, judge_config)
         for path in options.ingest:
             report = client.ingest_batch_output(path)
@@ -126,14 +126,13 @@ def run(options: JudgeRunOptions, judge_config: JudgeConfig, endpoint) -> int:
     return 0
 
 
+def judge_command(argv: list[str]) -> int:
+    parser = ConfigArgumentParser((JudgeRunOptions, JudgeConfig, JudgeEndpoint), prog="python -m eval.judge")
+    return run(*parser.parse_args_and_config(argv))
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = HfArgumentParser((JudgeRunOptions, JudgeConfig, JudgeEndpoint), prog="python -m eval.judge")
-    options, judge_config, endpoint = parser.parse_args_into_dataclasses(args=argv)
-    try:
-        return run(options, judge_config, endpoint)
-    except (ValueError, FileNotFoundError, DataUseError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_cli(judge_command, argv)
 
 
 if __name__ == "__main__":

@@ -1,40 +1,21 @@
-"""The endpoint flags of the eval runners: every `LLMClientConfig` field, declared once there, renamed here.
-
-`eval.judge` and `eval.calibrate` spell the judge's endpoint `--judge-model`/`--judge-base-url` (the models under
-test are the CSV's answer columns, not the judge); `eval.compare` takes its endpoints from `--model NAME=URL` and
-keeps the rest (cache, limits, data-use flags).
+"""The judge's endpoint flags: `--judge-model`/`--judge-base-url` (the models under test are the CSV's answer columns,
+not the judge), then every `EndpointOptions` flag (`--cache-path`, `--allowed-hosts`, ...). `eval.compare` takes its
+endpoints from `--model NAME=URL` and uses `EndpointOptions` as it is.
 """
 
-import dataclasses
+from dataclasses import dataclass, field
 from typing import Any
 
-from ko_radiology.llm import LLMClientConfig
-
-JUDGE_RENAMES = {"model": "judge_model", "base_url": "judge_base_url"}
-
-
-def endpoint_options(name: str, renames: dict[str, str] | None = None, drop: tuple[str, ...] = ()) -> type:
-    """A dataclass with `LLMClientConfig`'s fields (same types, defaults and help), some renamed, some dropped."""
-    renames = renames or {}
-    specs = []
-    for item in dataclasses.fields(LLMClientConfig):
-        if item.name in drop:
-            continue
-        kwargs: dict[str, Any] = {"metadata": item.metadata}
-        if item.default is not dataclasses.MISSING:
-            kwargs["default"] = item.default
-        if item.default_factory is not dataclasses.MISSING:
-            kwargs["default_factory"] = item.default_factory
-        specs.append((renames.get(item.name, item.name), item.type, dataclasses.field(**kwargs)))
-    return dataclasses.make_dataclass(name, specs)
+from ko_radiology.llm import EndpointOptions, LLMClientConfig
+from ko_radiology.llm.options import client_field
 
 
-JudgeEndpoint = endpoint_options("JudgeEndpoint", JUDGE_RENAMES)
-"""`--judge-model`, `--judge-base-url` and every other client flag (`--cache-path`, `--allowed-hosts`, ...)."""
+@dataclass(frozen=True)
+class JudgeEndpoint(EndpointOptions):
+    """`eval.judge`'s and `eval.calibrate`'s judge: its model and URL, then how calls to it go."""
 
+    judge_model: str = field(kw_only=True, metadata={"help": "Model name the judge endpoint serves (e.g. gpt-4o)."})
+    judge_base_url: str = client_field("base_url")
 
-def client_config(options: Any, renames: dict[str, str] | None = None, **overrides: Any) -> LLMClientConfig:
-    """The `LLMClientConfig` an `endpoint_options` instance stands for; `overrides` fill dropped fields."""
-    back = {new: old for old, new in (renames or {}).items()}
-    values = {back.get(item.name, item.name): getattr(options, item.name) for item in dataclasses.fields(options)}
-    return LLMClientConfig(**{**values, **overrides})
+    def client_config(self, **fixed: Any) -> LLMClientConfig:
+        return super().client_config(model=self.judge_model, base_url=self.judge_base_url, **fixed)

@@ -8,13 +8,13 @@ difference, and an exact sign test (ties dropped).
 """
 
 import argparse
-import sys
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 
 from eval.tables import CRITERION, SCORE_SUFFIX, read_table, require_columns, suffixed_columns
 from ko_radiology.atomic_io import write_text_atomically
+from ko_radiology.cli import run_cli
 from ko_radiology.judge import ScoreSummary, summarize_scores
 from ko_radiology.statistics import paired_bootstrap, sign_test
 
@@ -168,19 +168,17 @@ def build_report(paths: list[str], out_dir: Path, judge: str | None = None) -> P
     return write_text_atomically(out_dir / REPORT_FILE, text + "\n")
 
 
-def main(argv: list[str] | None = None) -> int:
+def report_command(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m eval.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("scored", nargs="+", help="scored CSVs from eval.judge, one per criterion")
     parser.add_argument("--out", type=Path, required=True, help="folder for report.md and scores.png")
     parser.add_argument("--judge", help="who judged, as the report should say (e.g. 'gpt-4o-2024-08-06, OpenAI')")
     args = parser.parse_args(argv)
-    try:
-        path = build_report(args.scored, args.out, args.judge)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(path.read_text(encoding="utf-8"))
-    return 0
+    print(build_report(args.scored, args.out, args.judge).read_text(encoding="utf-8"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(report_command, argv)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,14 @@
 """Shared library of Ko-Radiology-GPT: what more than one deployable needs, defined once.
 
-- `prompts`: the one prompt format (report + instruction → chat messages); `models`: the embedded base model;
-  `generation`: local batched generation with a fine-tuned model.
+- `prompts`: the one prompt format (report + instruction → chat messages); `embedded_models`: the embedded base model
+  prepared from its GGUF; `model_loading`: which model a name means and how it loads; `chat_tokens`: a model's chat
+  template and its special tokens; `generation`: local batched generation with a fine-tuned model.
+- `hardware`: CPU/GPU probes and the one dtype policy (`default_dtype`); `cache`: the project's cache folder.
 - `sections`: the report section parser; `glossary`: the English→Korean radiology glossary; `translation`: a report
   translated section by section with a chat model; `sample_corpus`: the shipped sample (`sample/`) and its gold
   annotations; `splits`: which split each study belongs to.
-- `llm`: the one client for every model call (OpenAI-compatible chat and Batch API, cache and cost ledger, rate
-  limits, the PhysioNet data-use guard); `judge`: the LLM judge built on it.
+- `llm`: the one client for every call to a model server (OpenAI-compatible chat, streamed or cached, and Batch API,
+  cost ledger, rate limits, the PhysioNet data-use guard); `judge`: the LLM judge built on it.
 - `text_checks`, `reference_metrics`, `statistics`: Korean text checks, judge-free metrics, confidence intervals;
   `atomic_io`: writes that land whole or not at all; `dataset_folders`: a Hub-shaped folder read afresh, never a stale
   cache of another folder of the same name; `cpu_blas`: MKL's fast kernels on AMD CPUs (load before torch);

@@ -17,10 +17,11 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from ko_radiology.cache import cache_dir
 from ko_radiology.generation import Answer, generate_answers, load_for_generation
+from ko_radiology.hardware import default_dtype
 from ko_radiology.llm.cache import Completion, LLMResult, ResponseStore, cache_key
 from ko_radiology.llm.config import LLMRequest
-from ko_radiology.models import cache_dir
 from ko_radiology.prompts import build_messages
 
 MODEL_FILES = ("*.safetensors", "*.bin", "adapter_config.json", "config.json", "tokenizer.json", "chat_template.jinja")
@@ -66,7 +67,7 @@ def cached_answers(
     questions: list[tuple[str, str]],
     max_new_tokens: int = 256,
     batch_size: int = 8,
-    dtype: str = "float32",
+    dtype: str = default_dtype("serve"),
 ) -> list[Answer]:
     """Answers of the adapter or merged model in `path` to `(report, instruction)` pairs, generating only the missing.
 

@@ -21,7 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ko_radiology.models import cache_dir, cpu_vendor
+from ko_radiology.cache import cache_dir
+from ko_radiology.hardware import cpu_vendor
 
 SHIM_SOURCE = "int mkl_serv_intel_cpu_true(void) { return 1; }\n"
 SWITCH = "KO_RADIOLOGY_MKL_SHIM"

@@ -14,12 +14,9 @@ from pathlib import Path
 
 import torch
 
-from ko_radiology.models import (
-    load_model_and_tokenizer,
-    local_base_for,
-    require_chat_template,
-    template_special_tokens,
-)
+from ko_radiology.chat_tokens import require_chat_template, template_special_tokens
+from ko_radiology.hardware import default_dtype
+from ko_radiology.model_loading import load_model_and_tokenizer, local_base_for
 from ko_radiology.prompts import build_messages
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -40,7 +37,7 @@ def is_adapter(path: str | Path) -> bool:
     return (Path(path) / ADAPTER_CONFIG).is_file()
 
 
-def load_for_generation(path: str | Path, dtype: str = "float32"):
+def load_for_generation(path: str | Path, dtype: str = default_dtype("serve")):
     """Model and tokenizer from a merged model folder (or id), or from an adapter folder merged into its base, on the
     GPU where there is one.
 

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import httpx
 
+from ko_radiology.hardware import default_dtype
+
 SERVER_START_TIMEOUT_S = 300.0
 """Loading a model on a busy 2-core CPU can take minutes; the Space and the stand-in judge start in seconds."""
 STOP_TIMEOUT_S = 10.0
@@ -156,7 +158,7 @@ def model_server(model_dir: str, port: int, log_dir: Path, dtype: str) -> Servic
     return Service("model server", command, env, ready_url, log_dir / f"model-server-{port}.log")
 
 
-def launch_model_server(folder: str | Path, log_dir: Path, dtype: str = "float32", **env: str) -> Service:
+def launch_model_server(folder: str | Path, log_dir: Path, dtype: str = default_dtype("serve"), **env: str) -> Service:
     """`model_server` of a model folder on a free port, with `env` added, started without waiting for it (the caller
     does other work while it boots, then calls `wait_ready`)."""
     server = model_server(str(folder), free_port(), log_dir, dtype)

@@ -17,7 +17,7 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported: i
 
 import gradio as gr  # noqa: E402
 
-from ko_radiology.llm import DataUseError  # noqa: E402
+from ko_radiology.cli import run_cli  # noqa: E402
 from ko_radiology.processes import loopback_without_proxy  # noqa: E402
 from ko_radiology.prompts import SYSTEM_PROMPT  # noqa: E402
 from space.backends import build_backend  # noqa: E402
@@ -156,10 +156,12 @@ def build_demo(config: SpaceConfig) -> gr.Blocks:
     return demo.queue(default_concurrency_limit=config.concurrency_limit, max_size=config.queue_size)
 
 
-if __name__ == "__main__":
-    try:
-        app = build_demo(SpaceConfig.from_env())
-    except (ValueError, DataUseError) as error:  # a setting to fix: one line in the Space's log, no traceback
-        sys.exit(f"error: {error}")
+def launch(argv: list[str]) -> None:
+    """Build the app from the `KO_RADIOLOGY_*` variables (a setting to fix is one line in the Space's log, exit 2)."""
+    app = build_demo(SpaceConfig.from_env())
     os.environ.update(loopback_without_proxy(os.environ))  # Gradio checks its own page through any env proxy
     app.launch()
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(launch))

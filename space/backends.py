@@ -10,8 +10,9 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from ko_radiology.hardware import default_dtype
 from ko_radiology.llm import DataUseError, LLMClientConfig, LLMRequest, StreamError, StreamingClient, estimate_tokens
-from ko_radiology.models import load_model_and_tokenizer, local_base_for, resolve_model
+from ko_radiology.model_loading import load_model_and_tokenizer, local_base_for, resolve_model
 from space.config import DEFAULT_ENDPOINT_CONTEXT_TOKENS, ENV_PREFIX, GenerationSettings, SpaceConfig
 
 
@@ -20,7 +21,7 @@ class BackendError(RuntimeError):
 
 
 class EndpointBackend:
-    """An OpenAI-compatible endpoint, streamed through `ko_radiology.llm` like every other model call of the project:
+    """An OpenAI-compatible endpoint, streamed through `ko_radiology.llm` like every other call to a model server:
     the builder's PhysioNet guard (a visitor's report may be MIMIC-CXR text), no environment proxies, no redirects.
 
     The bearer key is the `HF_TOKEN` secret, read from the environment by the client, never stored or logged. A remote
@@ -81,16 +82,8 @@ SPACE_KEY_SETTINGS = (
 
 def client_config(config: SpaceConfig) -> LLMClientConfig:
     """The endpoint as `ko_radiology.llm` sees it: reports typed by visitors, of unknown origin (`user`)."""
-    return LLMClientConfig(
-        model=config.model,
-        base_url=config.endpoint,
-        api_key_env="HF_TOKEN",
-        timeout_s=config.timeout_s,
-        data_provenance="user",
-        allowed_hosts=config.endpoint_hosts,
-        allow_remote_endpoint=config.allow_remote_endpoint,
-        no_retention_confirmed=config.no_retention_confirmed,
-        show_progress=False,
+    return config.endpoint_options().client_config(
+        model=config.model, base_url=config.endpoint, data_provenance="user"
     )
 
 
@@ -152,7 +145,7 @@ def load_local_model(model: str, adapter: str | None = None):
     if adapter is None and (Path(model) / "adapter_config.json").is_file():
         adapter_config = json.loads((Path(model) / "adapter_config.json").read_text())
         model, adapter = local_base_for(adapter_config["base_model_name_or_path"]), model
-    base, tokenizer = load_model_and_tokenizer(resolve_model(model), dtype="float32")
+    base, tokenizer = load_model_and_tokenizer(resolve_model(model), dtype=default_dtype("serve"))
     if adapter is None:
         return base.eval(), tokenizer
     from peft import PeftModel

@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ko_radiology.llm import DataUseError
+from ko_radiology.cli import run_cli
 from space.backends import build_backend
 from space.config import GenerationSettings, SpaceConfig, add_data_use_arguments, data_use_values
 from space.conversation import ReportChat
@@ -39,34 +39,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
+def chat_command(argv: list[str]) -> None:
     args = parse_args(argv)
     if not args.report.is_file():
-        print(f"error: --report {args.report} is not a file; pass a text file holding one report.", file=sys.stderr)
-        return 2
+        raise FileNotFoundError(f"--report {args.report} is not a file; pass a text file holding one report.")
     backend = "endpoint" if args.endpoint else "local"
-    try:
-        config = SpaceConfig.from_env(
-            backend=backend,
-            endpoint=args.endpoint,
-            model=args.model,
-            adapter=args.adapter,
-            **data_use_values(args),
-        )
-        settings = GenerationSettings(args.max_new_tokens, args.temperature, args.top_p, args.repetition_penalty)
-        translator = (
-            ReportTranslator(
-                config.translate_endpoint, config.translate_model, config.timeout_s, config.translate_hosts
-            )
-            if config.translate_endpoint
-            else None
-        )
-        chat = ReportChat(build_backend(config), translator)
-    except (ValueError, DataUseError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    config = SpaceConfig.from_env(
+        backend=backend,
+        endpoint=args.endpoint,
+        model=args.model,
+        adapter=args.adapter,
+        **data_use_values(args),
+    )
+    settings = GenerationSettings(args.max_new_tokens, args.temperature, args.top_p, args.repetition_penalty)
+    translator = (
+        ReportTranslator(config.translate_endpoint, config.translate_model, config.timeout_s, config.translate_hosts)
+        if config.translate_endpoint
+        else None
+    )
+    chat = ReportChat(build_backend(config), translator)
     run(chat, args.report.read_text(encoding="utf-8"), settings)
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(chat_command, argv)
 
 
 def run(chat: ReportChat, report: str, settings: GenerationSettings) -> None:

@@ -10,10 +10,15 @@ run (`ALLOWED_HOSTS`), or a remote endpoint only with both acknowledgements.
 
 import argparse
 import os
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ko_radiology.llm import EndpointOptions
 
 ENV_PREFIX = "KO_RADIOLOGY_"
-BACKENDS = ("endpoint", "local")
 DEFAULT_ENDPOINT_CONTEXT_TOKENS = 4096
 """An endpoint does not say how long its context is; 4096 is TGI's default `--max-total-tokens`."""
 
@@ -38,63 +43,67 @@ class GenerationSettings:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}.")
 
 
-@dataclass
-class SpaceConfig:
-    """Where answers come from, how long they may take, and what the Space keeps (nothing, unless told)."""
+class SpaceConfig(BaseModel):
+    """Where answers come from, how long they may take, and what the Space keeps (nothing, unless told).
 
-    backend: str = field(default="endpoint", metadata=_help("endpoint (OpenAI-compatible server) or local."))
-    endpoint: str = field(
-        default="http://127.0.0.1:8000/v1",
-        metadata=_help("Messages API base URL of TGI, vLLM, SGLang, `transformers serve` or an Inference Endpoint."),
+    Validated by pydantic as pydantic-settings would read it (`BaseSettings` with `env_prefix=ENV_PREFIX` and
+    `env_ignore_empty=True`, which `from_env` does by hand until pydantic-settings is a requirement of the Space).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["endpoint", "local"] = Field(
+        default="endpoint", description="endpoint (OpenAI-compatible server) or local."
     )
-    model: str | None = field(
+    endpoint: str = Field(
+        default="http://127.0.0.1:8000/v1",
+        description="Messages API base URL of TGI, vLLM, SGLang, `transformers serve` or an Inference Endpoint.",
+    )
+    model: str | None = Field(
         default=None,
-        metadata=_help(
+        description=(
             "endpoint (required): the model or LoRA adapter name sent with each request (TGI `LORA_ADAPTERS` name; "
             "`transformers serve` wants its folder path). local: a merged folder, a base model, an adapter folder "
             "or embedded:base."
         ),
     )
-    adapter: str | None = field(default=None, metadata=_help("local: a PEFT adapter folder loaded onto `model`."))
-    allowed_hosts: str | None = field(
+    adapter: str | None = Field(default=None, description="local: a PEFT adapter folder loaded onto `model`.")
+    allowed_hosts: str | None = Field(
         default=None,
-        metadata=_help("Comma-separated hosts you run, beyond loopback, serving the endpoint (names, IPs, CIDRs)."),
+        description="Comma-separated hosts you run, beyond loopback, serving the endpoint (names, IPs, CIDRs).",
     )
-    allow_remote_endpoint: bool = field(
+    allow_remote_endpoint: bool = Field(
         default=False,
-        metadata=_help("Send visitors' reports to a remote endpoint; only with no_retention_confirmed (PhysioNet)."),
+        description="Send visitors' reports to a remote endpoint; only with no_retention_confirmed (PhysioNet).",
     )
-    no_retention_confirmed: bool = field(
+    no_retention_confirmed: bool = Field(
         default=False,
-        metadata=_help("You verified the endpoint retains no data, trains on none and allows no human review."),
+        description="You verified the endpoint retains no data, trains on none and allows no human review.",
     )
-    timeout_s: float = field(
-        default=60.0, metadata=_help("Longest wait for the endpoint's next piece before a friendly error.")
+    timeout_s: float = Field(
+        default=60.0, gt=0, description="Longest wait for the endpoint's next piece before a friendly error."
     )
-    context_tokens: int | None = field(
+    context_tokens: int | None = Field(
         default=None,
-        metadata=_help(
-            f"Context length; default: the local model's, {DEFAULT_ENDPOINT_CONTEXT_TOKENS} for endpoints."
-        ),
+        ge=1,
+        description=f"Context length; default: the local model's, {DEFAULT_ENDPOINT_CONTEXT_TOKENS} for endpoints.",
     )
-    concurrency_limit: int = field(default=2, metadata=_help("Generations running at once; others wait in line."))
-    queue_size: int = field(default=16, metadata=_help("Visitors who may wait; one more is told the queue is full."))
-    translate_endpoint: str | None = field(
-        default=None, metadata=_help("OpenAI-compatible URL that translates English reports; unset: no translation.")
+    concurrency_limit: int = Field(default=2, ge=1, description="Generations running at once; others wait in line.")
+    queue_size: int = Field(default=16, ge=1, description="Visitors who may wait; one more is told the queue is full.")
+    translate_endpoint: str | None = Field(
+        default=None, description="OpenAI-compatible URL that translates English reports; unset: no translation."
     )
-    translate_model: str | None = field(default=None, metadata=_help("Model name for the translation endpoint."))
-    translate_allowed_hosts: str | None = field(
+    translate_model: str | None = Field(default=None, description="Model name for the translation endpoint.")
+    translate_allowed_hosts: str | None = Field(
         default=None,
-        metadata=_help("Comma-separated hosts you run, beyond loopback, that may receive reports for translation."),
+        description="Comma-separated hosts you run, beyond loopback, that may receive reports for translation.",
     )
-    feedback_dir: str | None = field(
-        default=None,
-        metadata=_help("Folder for 좋아요/싫어요/의학적 오류 feedback (JSONL); unset: nothing is stored."),
+    feedback_dir: str | None = Field(
+        default=None, description="Folder for 좋아요/싫어요/의학적 오류 feedback (JSONL); unset: nothing is stored."
     )
 
-    def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ValueError(f"{ENV_PREFIX}BACKEND={self.backend!r} is not one of {', '.join(BACKENDS)}.")
+    @model_validator(mode="after")
+    def check_together(self) -> "SpaceConfig":
         if self.backend == "local" and not self.model:
             raise ValueError(f"The local backend needs {ENV_PREFIX}MODEL (a model folder, adapter or embedded:base).")
         if bool(self.translate_endpoint) != bool(self.translate_model):
@@ -102,9 +111,7 @@ class SpaceConfig:
                 f"Set both {ENV_PREFIX}TRANSLATE_ENDPOINT and {ENV_PREFIX}TRANSLATE_MODEL, or neither "
                 "(English reports are then answered untranslated)."
             )
-        for name in ("concurrency_limit", "queue_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{ENV_PREFIX}{name.upper()} must be >= 1, got {getattr(self, name)}.")
+        return self
 
     @property
     def endpoint_hosts(self) -> list[str]:
@@ -114,17 +121,45 @@ class SpaceConfig:
     def translate_hosts(self) -> list[str]:
         return _host_list(self.translate_allowed_hosts)
 
+    def endpoint_options(self) -> EndpointOptions:
+        """How calls to the endpoint go: the key is the `HF_TOKEN` secret, the data-use fields are the Space's."""
+        return EndpointOptions(
+            api_key_env="HF_TOKEN",
+            timeout_s=self.timeout_s,
+            allowed_hosts=self.endpoint_hosts,
+            allow_remote_endpoint=self.allow_remote_endpoint,
+            no_retention_confirmed=self.no_retention_confirmed,
+            show_progress=False,
+        )
+
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "SpaceConfig":
-        """Read `KO_RADIOLOGY_<FIELD>` for every field; `overrides` (the terminal chat's flags) win."""
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "SpaceConfig":
+        """Read `KO_RADIOLOGY_<FIELD>` for every field (an empty one is unset); `overrides` (the terminal chat's
+        flags) win.
+
+        Raises:
+            ValueError: One line naming each variable that is not valid, its value and why.
+        """
         environ = os.environ if environ is None else environ
-        values = {}
-        for spec in fields(cls):
-            raw = environ.get(ENV_PREFIX + spec.name.upper())
-            if raw not in (None, ""):
-                values[spec.name] = _parse(raw, spec.type, spec.name)
+        values = {name: environ.get(ENV_PREFIX + name.upper()) for name in cls.model_fields}
+        values = {name: value for name, value in values.items() if value not in (None, "")}
         values.update({name: value for name, value in overrides.items() if value is not None})
-        return cls(**values)
+        try:
+            return cls(**values)
+        except ValidationError as error:
+            raise ValueError(settings_problems(error)) from None
+
+
+def settings_problems(error: ValidationError) -> str:
+    """pydantic's errors as one line: `KO_RADIOLOGY_QUEUE_SIZE='many': Input should be a valid integer, ...`."""
+    problems = []
+    for item in error.errors():
+        if item["type"] == "value_error":  # a check of ours: its message names the variables
+            problems.append(str(item["ctx"]["error"]))
+        else:
+            name = ENV_PREFIX + str(item["loc"][0]).upper()
+            problems.append(f"{name}={item['input']!r}: {item['msg']}")
+    return "; ".join(problems) + "."
 
 
 DATA_USE_FIELDS = ("allowed_hosts", "allow_remote_endpoint", "no_retention_confirmed")
@@ -132,10 +167,10 @@ DATA_USE_FIELDS = ("allowed_hosts", "allow_remote_endpoint", "no_retention_confi
 
 def add_data_use_arguments(parser: argparse.ArgumentParser) -> None:
     """The endpoint's data-use fields as flags (`--allow-remote-endpoint`), for the terminal chat and the deploy."""
-    for spec in fields(SpaceConfig):
-        if spec.name in DATA_USE_FIELDS:
-            kind = {"action": "store_true"} if spec.type is bool else {}
-            parser.add_argument("--" + spec.name.replace("_", "-"), help=spec.metadata["help"], **kind)
+    for name in DATA_USE_FIELDS:
+        spec = SpaceConfig.model_fields[name]
+        kind = {"action": "store_true"} if spec.annotation is bool else {}
+        parser.add_argument("--" + name.replace("_", "-"), help=spec.description, **kind)
 
 
 def data_use_values(args: argparse.Namespace) -> dict:
@@ -145,17 +180,3 @@ def data_use_values(args: argparse.Namespace) -> dict:
 
 def _host_list(hosts: str | None) -> list[str]:
     return [host.strip() for host in (hosts or "").split(",") if host.strip()]
-
-
-def _parse(raw: str, annotation, name: str):
-    if annotation is bool:
-        if raw.lower() in ("1", "true", "yes"):
-            return True
-        if raw.lower() in ("0", "false", "no"):
-            return False
-        raise ValueError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not true or false.")
-    kind = next((kind for kind in (int, float) if kind.__name__ in str(annotation)), str)
-    try:
-        return kind(raw)
-    except ValueError:
-        raise ValueError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a {kind.__name__}.") from None

@@ -25,7 +25,9 @@ from pathlib import Path
 
 import httpx
 
-from ko_radiology.models import resolve_model
+from ko_radiology.cli import EXIT_FAILED, EXIT_OK, run_cli
+from ko_radiology.hardware import default_dtype
+from ko_radiology.model_loading import resolve_model
 from ko_radiology.processes import (
     SERVER_START_TIMEOUT_S,
     Service,
@@ -158,9 +160,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="Space port (default 7860 or $GRADIO_SERVER_PORT; the next free one if busy)",
     )
     parser.add_argument("--server-port", type=int, default=8000, help="model server port (the next free one if busy)")
-    parser.add_argument(
-        "--dtype", default="auto", help="weights dtype for --model (float32 where the CPU has no native bf16)"
-    )
+    parser.add_argument("--dtype", default=default_dtype("serve"), help="weights dtype for --model (%(default)s)")
     parser.add_argument("--log-dir", type=Path, default=Path("out/demo/logs"), help="where the processes log")
     parser.add_argument(
         "--run",
@@ -181,7 +181,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
+def demo_command(argv: list[str]) -> int:
     args = parse_args(argv)
     for signum in STOP_SIGNALS:  # also SIGINT: a shell starts background jobs with SIGINT ignored
         signal.signal(signum, _raise_keyboard_interrupt)
@@ -190,15 +190,19 @@ def main(argv: list[str] | None = None) -> int:
         return run_demo(args, services)
     except KeyboardInterrupt:
         print("\nStopping...", flush=True)
-        return 0
+        return EXIT_OK
     except (ServiceError, httpx.HTTPError) as error:
         print(f"Demo failed: {error}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     finally:
         for signum in STOP_SIGNALS:  # a second Ctrl-C must not cut the cleanup short
             signal.signal(signum, signal.SIG_IGN)
         for service in reversed(services):
             stop(service)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(demo_command, argv)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from ko_radiology import SOURCE, requirement
+from ko_radiology.cli import run_cli
 from ko_radiology.llm import DataUseError
 from ko_radiology.llm.transport import guard
 from space.backends import SPACE_DATA_USE_SETTINGS, client_config
@@ -74,7 +75,7 @@ def space_variables(args: argparse.Namespace) -> dict[str, str]:
     if args.backend == "local":
         values |= {"model": args.model, "adapter": args.adapter, "endpoint": None}
     values = {name: value for name, value in values.items() if value}
-    config = SpaceConfig(**values)  # the same validation the Space will run at start
+    config = SpaceConfig.from_env({}, **values)  # the same validation the Space will run at start
     if config.backend == "endpoint":
         try:
             guard(client_config(config))  # and the same data-use guard
@@ -143,14 +144,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
+def deploy_command(argv: list[str]) -> int:
     args = parse_args(argv)
-    try:
-        variables = space_variables(args)
-        out = assemble(Path(args.out), args)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    variables = space_variables(args)
+    out = assemble(Path(args.out), args)
     print(f"Space folder: {out}")
     print("Space variables:\n" + "\n".join(f"  {key}={value}" for key, value in variables.items()))
     print("Secrets to add in the Space settings:\n" + "\n".join(f"  {key}: {why}" for key, why in SECRETS.items()))
@@ -160,6 +157,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"Space updated: {push(out, args, variables)}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(deploy_command, argv)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from collections import Counter
 from functools import cached_property
 
 from ko_radiology.glossary import Glossary
-from ko_radiology.llm import LLMClient, LLMClientConfig
+from ko_radiology.llm import EndpointOptions, LLMClient
 from ko_radiology.llm.completer import ChatCompleter
 from ko_radiology.translation import LLMTranslator
 from space.backends import BackendError
@@ -25,16 +25,14 @@ class ReportTranslator:
     the visitor is told the report went untranslated."""
 
     def __init__(self, endpoint: str, model: str, timeout_s: float, allowed_hosts: list[str] | None = None):
-        self.config = LLMClientConfig(
-            model=model,
-            base_url=endpoint,
+        options = EndpointOptions(
             api_key_env="HF_TOKEN" if os.environ.get("HF_TOKEN") else None,
-            cache_path=":memory:",
             allowed_hosts=allowed_hosts or [],
             max_retries=1,
             timeout_s=timeout_s,
             show_progress=False,
         )
+        self.config = options.client_config(model=model, base_url=endpoint, cache_path=":memory:")
 
     @cached_property
     def glossary(self) -> Glossary:

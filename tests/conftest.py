@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from dataset_builder.__main__ import main as dataset_builder
-from ko_radiology.models import is_prepared, model_path
+from ko_radiology.embedded_models import is_prepared, model_path
 from ko_radiology.processes import Service, launch_model_server, openai_url, stop, wait_ready
 from ko_radiology.sample_corpus import SAMPLE_DIR
 from tests.installed_wheel import InstalledWheel, build_and_install

@@ -6,8 +6,8 @@ import shutil
 import pytest
 
 from ko_radiology.answer_cache import cached_answers
+from ko_radiology.embedded_models import prepare_tiny_model
 from ko_radiology.generation import generate_answers
-from ko_radiology.models import prepare_tiny_model
 
 QUESTIONS = [("[판독문] 우측 소량 흉수.", "흉수가 있나요?"), ("[판독문] 심장 크기 정상.", "심장은 어떤가요?")]
 

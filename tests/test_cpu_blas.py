@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from ko_radiology import cpu_blas
-from ko_radiology.models import cpu_vendor
+from ko_radiology.hardware import cpu_vendor
 
 ON_AMD_LINUX = sys.platform == "linux" and cpu_vendor() == "AuthenticAMD"
 

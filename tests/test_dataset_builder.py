@@ -250,7 +250,7 @@ def test_a_csv_that_cannot_be_read_is_one_line(tmp_path, capsys):
     notes = tmp_path / "notes.csv"
     notes.mkdir()  # unreadable as a file, for root too
     args = ["--input-format", "csv", "--configs", "notes", "--out", str(tmp_path / "out")]
-    assert main(["build", "--data-dir", str(notes), *args]) == 1
+    assert main(["build", "--data-dir", str(notes), *args]) == 2
     err = capsys.readouterr().err
     assert err.splitlines() == [
         f"error: {notes} cannot be read (Is a directory); pass a CSV file you can read as --data-dir."
@@ -312,7 +312,7 @@ def test_csv_without_the_expected_column_names_the_fix(tmp_path, capsys):
     notes = tmp_path / "notes.csv"
     write_csv(notes, ["id", "text"], [["1", GOOD_REPORT]])
     code, out = build_notes(notes, tmp_path)
-    assert code == 1
+    assert code == 2
     assert 'notes.csv has no column "note" (columns: id, text). Pass --text-column with the right name.' in (
         capsys.readouterr().err
     )
@@ -336,7 +336,7 @@ def test_a_failed_build_keeps_the_finished_one(tmp_path):
     code, out = build_notes(SAMPLE_DIR, tmp_path)
     assert code == 0
     before = sorted(p.name for p in (out / "notes").rglob("*"))
-    assert main(["build", "--data-dir", str(tmp_path / "missing"), "--configs", "notes", "--out", str(out)]) == 1
+    assert main(["build", "--data-dir", str(tmp_path / "missing"), "--configs", "notes", "--out", str(out)]) == 2
     assert sorted(p.name for p in (out / "notes").rglob("*")) == before
 
 
@@ -346,7 +346,7 @@ def test_an_out_folder_with_things_no_build_wrote_is_refused_and_kept(tmp_path, 
     (out / "notes").mkdir(parents=True)
     (out / "notes" / "todo.txt").write_text("mine")
     (out / "summary.json").write_text('{"quarter": 3}')
-    assert main(["build", "--data-dir", str(SAMPLE_DIR), "--gold", "--configs", "notes", "--out", str(out)]) == 1
+    assert main(["build", "--data-dir", str(SAMPLE_DIR), "--gold", "--configs", "notes", "--out", str(out)]) == 2
     assert "holds notes, summary.json, which no build wrote" in capsys.readouterr().err
     assert (out / "notes" / "todo.txt").read_text() == "mine"
     assert (out / "summary.json").read_text() == '{"quarter": 3}'
@@ -378,7 +378,7 @@ def test_an_out_that_is_no_writable_folder_is_one_line(tmp_path, capsys, out):
     """A file, a path under a file, a folder no one (root included) may create: named, and nothing touched."""
     (tmp_path / "a_file").write_text("mine")
     out = tmp_path / out
-    assert main(["build", "--data-dir", str(SAMPLE_DIR), "--gold", "--configs", "notes", "--out", str(out)]) == 1
+    assert main(["build", "--data-dir", str(SAMPLE_DIR), "--gold", "--configs", "notes", "--out", str(out)]) == 2
     assert one_error_line(capsys).startswith(f"error: --out {out} ")
     assert (tmp_path / "a_file").read_text() == "mine" and sorted(tmp_path.iterdir()) == [tmp_path / "a_file"]
 
@@ -388,7 +388,7 @@ def test_export_into_a_symlink_is_one_line_and_replaces_nothing(tmp_path, capsys
     (tmp_path / "hub").mkdir()
     (tmp_path / "hub" / "notes.md").write_text("mine")
     (tmp_path / "link").symlink_to(tmp_path / "hub")
-    assert code == 0 and main(["export", str(build), "--out", str(tmp_path / "link")]) == 1
+    assert code == 0 and main(["export", str(build), "--out", str(tmp_path / "link")]) == 2
     assert f"pass the folder itself ({tmp_path / 'hub'}) or a new one" in one_error_line(capsys)
     assert (tmp_path / "link").is_symlink() and (tmp_path / "hub" / "notes.md").read_text() == "mine"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["build", "hub", "link"]
@@ -399,7 +399,7 @@ def test_push_dry_run_of_a_card_with_broken_front_matter_is_one_line(gold_hub_fo
     shutil.copytree(gold_hub_folder, folder)
     readme = folder / "README.md"
     readme.write_text(readme.read_text().replace("pretty_name: Ko-CXR-QA", "pretty_name: [Ko-CXR-QA", 1))
-    assert main(["push", str(folder), "--repo-id", "org/ko-cxr-qa", "--dry-run"]) == 1
+    assert main(["push", str(folder), "--repo-id", "org/ko-cxr-qa", "--dry-run"]) == 2
     assert f"error: {readme}'s front matter is not valid YAML (line 3:" in one_error_line(capsys)
     assert capsys.readouterr().out == ""
 
@@ -410,15 +410,15 @@ def test_export_never_replaces_a_folder_it_did_not_write(tmp_path, capsys):
     home = tmp_path / "home"
     home.mkdir()
     (home / "thesis.tex").write_text("years of work")
-    assert code == 0 and main(["export", str(build), "--out", str(home)]) == 1
+    assert code == 0 and main(["export", str(build), "--out", str(home)]) == 2
     assert "holds thesis.tex, which export did not write" in capsys.readouterr().err
     assert (home / "thesis.tex").read_text() == "years of work"
     (home / "thesis.tex").unlink()
     (home / "README.md").write_text("my notes")  # a name export writes, in a folder export did not write
-    assert main(["export", str(build), "--out", str(home)]) == 1
+    assert main(["export", str(build), "--out", str(home)]) == 2
     assert "holds README.md, which export did not write" in capsys.readouterr().err
     assert (home / "README.md").read_text() == "my notes"
-    assert main(["export", str(build), "--out", str(build)]) == 1
+    assert main(["export", str(build), "--out", str(build)]) == 2
     assert (build / "summary.json").is_file() and (build / "notes" / "dataset_dict.json").is_file()
     for _ in range(2):  # an earlier export is replaced
         assert main(["export", str(build), "--out", str(tmp_path / "hub")]) == 0
@@ -428,7 +428,7 @@ def test_export_never_replaces_a_folder_it_did_not_write(tmp_path, capsys):
 def test_a_mistyped_data_dir_is_named_before_anything_is_created(tmp_path, capsys, backend):
     """Not "--gold needs .../gold/translations.jsonl", and no empty cache left in OUT by the llm backend."""
     out = tmp_path / "out"
-    assert main(["build", "--data-dir", str(tmp_path / "smaple"), "--out", str(out), *backend]) == 1
+    assert main(["build", "--data-dir", str(tmp_path / "smaple"), "--out", str(out), *backend]) == 2
     assert f"{tmp_path / 'smaple'} does not exist" in capsys.readouterr().err
     assert not out.exists()
 
@@ -445,7 +445,7 @@ def test_a_mistyped_data_dir_is_named_before_anything_is_created(tmp_path, capsy
     ],
 )
 def test_bad_options_say_what_to_do(tmp_path, capsys, args, message):
-    assert main(["build", "--data-dir", str(SAMPLE_DIR), "--out", str(tmp_path), *args]) == 1
+    assert main(["build", "--data-dir", str(SAMPLE_DIR), "--out", str(tmp_path), *args]) == 2
     assert message in capsys.readouterr().err
 
 
@@ -453,15 +453,23 @@ def test_gold_needs_the_gold_files(tmp_path, capsys):
     reports = tmp_path / "reports"
     reports.mkdir()
     (reports / "a.txt").write_text(GOOD_REPORT)
-    assert main(["build", "--data-dir", str(reports), "--gold", "--out", str(tmp_path / "out")]) == 1
+    assert main(["build", "--data-dir", str(reports), "--gold", "--out", str(tmp_path / "out")]) == 2
     assert "--gold needs" in capsys.readouterr().err
 
 
-def test_yaml_config_with_flag_override(tmp_path):
+def test_yaml_config_with_flag_override(tmp_path, capsys):
     config = tmp_path / "build.yaml"
     config.write_text(yaml.safe_dump({"data_dir": str(SAMPLE_DIR), "configs": "notes,qa", "gold": True, "limit": 3}))
     out = tmp_path / "out"
     assert main(["build", "--config", str(config), "--out", str(out), "--configs", "notes"]) == 0
     assert (out / "notes").is_dir() and not (out / "qa").exists()
     config.write_text(yaml.safe_dump({"data_dir": str(SAMPLE_DIR), "colour": "red"}))
-    assert main(["build", "--config", str(config), "--out", str(out)]) == 1
+    capsys.readouterr()
+    assert main(["build", "--config", str(config), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"--config {config} has a key 'colour'" in err and len(err.splitlines()) == 1, err
+    config.write_text(yaml.safe_dump({"data_dir": str(SAMPLE_DIR), "gold": True, "configs": "notes", "limit": 0}))
+    assert main(["build", "--config", str(config), "--out", str(out), "--limit", "1"]) == 0, "the flag wins"
+    config.write_text("data_dir: [unclosed\n")
+    assert main(["build", "--config", str(config), "--out", str(out)]) == 2
+    assert f"--config {config} is not valid YAML" in capsys.readouterr().err

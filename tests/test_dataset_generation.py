@@ -14,9 +14,9 @@ from datasets import load_dataset, load_from_disk
 
 from dataset_builder.__main__ import main
 from dataset_builder.build_dir import LOCK_FILE, STAGING_MARKER
-from dataset_builder.options import PARTIAL_BUILD_EXIT
 from dataset_builder.schemas import FEATURES
 from dataset_builder.translation_checks import check_section
+from ko_radiology.cli import EXIT_PARTIAL
 from ko_radiology.glossary import Glossary
 from ko_radiology.llm import ResponseStore, cache_key
 from ko_radiology.sample_corpus import SAMPLE_DIR
@@ -137,7 +137,7 @@ def test_a_second_build_into_a_busy_out_is_refused_at_once_and_the_first_complet
         assert len(proxy.requests) == calls, "the second build called the endpoint"
     finally:
         first.send_signal(signal.SIGCONT)
-    assert second.returncode == 1 and "Traceback" not in second.stderr
+    assert second.returncode == 2 and "Traceback" not in second.stderr
     [line] = second.stderr.splitlines()
     assert line.startswith(f"error: --out {out} is being built by pid {first.pid} (python -m dataset_builder build")
     assert line.endswith("; wait for it to finish, or pass another --out.")
@@ -166,7 +166,7 @@ def test_garbage_from_the_endpoint_becomes_flags_not_a_crash(proxy, tiny_server,
     out = tmp_path / "build"
     proxy.script(Fault.malformed(match="IMPRESSION"), Fault.malformed(match="IMPRESSION"))
     args = build_args(proxy, tiny_server, out, 1, "--max-retries", "1", "--backoff-base-s", "0.01")
-    assert main([arg if arg != "translation,qa" else "translation" for arg in args]) == PARTIAL_BUILD_EXIT
+    assert main([arg if arg != "translation,qa" else "translation" for arg in args]) == EXIT_PARTIAL
     (row,) = load_from_disk(str(out / "translation"))["train"]
     impression = next(section for section in row["sections"] if section["name"] == "impression")
     assert impression["ko"] == "" and "impression:request_failed" in row["quality_flags"]
@@ -194,17 +194,17 @@ def test_credentialed_input_is_not_sent_to_a_remote_endpoint(tmp_path, capsys):
     txt_folder = tmp_path / "my-reports"
     shutil.copytree(SAMPLE_DIR / "files" / "p10" / "p10000101", txt_folder)
     for data_dir, named in ((mimic_tree, "MIMIC-CXR"), (txt_folder, "reports you brought")):
-        assert remote_build(data_dir, tmp_path / "out") == 1
+        assert remote_build(data_dir, tmp_path / "out") == 2
         err = capsys.readouterr().err
         assert named in err and "--allow-remote-endpoint" in err and "api.openai.com" in err
     for data_dir in (mimic_tree, txt_folder):
-        assert remote_build(data_dir, tmp_path / "out", "--data-provenance", "synthetic") == 1
+        assert remote_build(data_dir, tmp_path / "out", "--data-provenance", "synthetic") == 2
         assert "cannot declare it otherwise" in capsys.readouterr().err
 
 
 def test_the_synthetic_sample_may_go_to_a_remote_endpoint(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    assert remote_build(SAMPLE_DIR, tmp_path / "out") == 1
+    assert remote_build(SAMPLE_DIR, tmp_path / "out") == 2
     err = capsys.readouterr().err
     assert "OPENAI_API_KEY" in err and "credentialed" not in err  # past the guard, stopped only for want of a key
 
@@ -214,7 +214,7 @@ def tiny_seq2seq(tmp_path_factory):
     """A two-layer T5 with random weights and the project's tokenizer: a real local translation model."""
     from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
 
-    from ko_radiology.models import prepare_tiny_model
+    from ko_radiology.embedded_models import prepare_tiny_model
 
     tokenizer = AutoTokenizer.from_pretrained(prepare_tiny_model())
     config = T5Config(
@@ -284,7 +284,7 @@ def test_a_build_whose_every_request_failed_fails_and_the_next_one_resumes(proxy
     notes_before = sorted(path.name for path in (out / "notes").rglob("*"))
     proxy.script(*[Fault.http_status(503) for _ in range(40)])
     capsys.readouterr()
-    assert main(args) == 1
+    assert main(args) == 2
     err = capsys.readouterr().err.strip()
     sent = len(proxy.requests)
     assert "\n" not in err and f"translation: all {sent} requests to {proxy.base_url} failed" in err and "503" in err
@@ -306,7 +306,7 @@ def test_a_build_whose_every_request_failed_fails_and_the_next_one_resumes(proxy
 def test_failed_question_requests_are_their_own_reason(proxy, tiny_server, tmp_path):
     out = tmp_path / "build"
     proxy.script(Fault.http_status(500, match="작업 유형"), Fault.http_status(500, match="작업 유형"))
-    assert main(build_args(proxy, tiny_server, out, 1, "--max-retries", "0")) == PARTIAL_BUILD_EXIT
+    assert main(build_args(proxy, tiny_server, out, 1, "--max-retries", "0")) == EXIT_PARTIAL
     summary = summary_of(out)
     assert summary["qa_rejected"]["question_request_failed"] == 2
     assert "question_malformed" not in summary["qa_rejected"] and summary["counts"]["llm_failed_requests"] == 2
@@ -326,7 +326,7 @@ def test_failed_calls_exit_3_keep_qa_off_cut_reports_and_a_rerun_sends_only_what
     args = build_args(proxy, tiny_server, out, REPORTS, "--max-retries", "0")
     proxy.script(Fault.http_status(500, match="Section: FINDINGS"), Fault.http_status(500, match="작업 유형"))
     capsys.readouterr()
-    assert main(args) == PARTIAL_BUILD_EXIT
+    assert main(args) == EXIT_PARTIAL
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and err.startswith("error: 2 model calls failed") and "--allow-partial" in err
     translations = [row for split in load_from_disk(str(out / "translation")).values() for row in split]
@@ -394,7 +394,7 @@ def test_an_unusable_cache_fails_up_front_and_replaces_nothing(proxy, tiny_serve
     spoil(cache)
     capsys.readouterr()
     try:
-        assert main(args) == 1  # fully cached: only the cache's own writes (ledger rows) could fail
+        assert main(args) == 2  # fully cached: only the cache's own writes (ledger rows) could fail
     finally:
         subprocess.run(["chattr", "-i", str(cache)], capture_output=True)
     err = capsys.readouterr().err

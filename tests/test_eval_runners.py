@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from batch_simulator import simulate_openai_batch
 from eval import compare, judge, report
@@ -153,3 +154,36 @@ def test_report_refuses_what_judge_did_not_write(tmp_path, capsys):
     path = write_csv(tmp_path / "x.csv", [{"criterion": "accuracy", "a_score": "high"}])
     assert report.main([str(path), "--out", str(tmp_path / "r")]) == 2
     assert "column 'a_score' row 0 holds 'high', not a score" in capsys.readouterr().err
+
+
+def test_judge_reads_a_config_file_that_flags_override(stand_in, tmp_path, capsys):
+    """The judge takes its options from `--config` as the builder and training do; flags given too win, and the
+    endpoint options are the client's own (`query_params` as a mapping; the old adapter could not fill a dict)."""
+    answers = answers_csv(tmp_path / "answers.csv", count=2)
+    config = tmp_path / "judge.yaml"
+    settings = {"judge_model": "stand-in", "judge_base_url": "http://127.0.0.1:9/v1", "api_key_env": "",
+                "criterion": "acc", "query_params": {"api-version": "2024-10-21"}, "show_progress": False}  # fmt: skip
+    config.write_text(yaml.safe_dump(settings))
+    with FaultProxy(stand_in.base_url) as proxy:
+        argv = ["--input", str(answers), "--config", str(config), "--judge-base-url", proxy.base_url]
+        argv += ["--cache-path", str(tmp_path / "1.sqlite"), "--out", str(tmp_path / "s.csv"), "--max-retries", "0"]
+        judge.main(argv)  # the stand-in has no route with a query string: only what was sent matters here
+        assert proxy.requests and {request.path for request in proxy.requests} == {
+            "/v1/chat/completions?api-version=2024-10-21"
+        }
+        proxy.reset()
+        judge.main([*argv, "--query-params", "api-version=2025-01-01", "--cache-path", str(tmp_path / "2.sqlite")])
+        assert {request.path for request in proxy.requests} == {"/v1/chat/completions?api-version=2025-01-01"}
+    capsys.readouterr()
+    config.write_text(yaml.safe_dump(settings | {"judge_modle": "typo"}))
+    assert judge.main(["--input", str(answers), "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "'judge_modle' (did you mean judge_model?)" in err and len(err.splitlines()) == 1, err
+
+
+def test_a_bad_option_value_is_one_line_and_exit_2(stand_in, tmp_path, capsys):
+    """A dataclass's own check (`JudgeConfig.criterion`) was a traceback: parsing ran outside the error handling."""
+    answers = answers_csv(tmp_path / "answers.csv", count=1)
+    assert judge.main(["--input", str(answers), "--type", "bogus", *judge_args(stand_in, tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.startswith("error: Unknown judge criterion 'bogus'") and err.count("\n") == 1

@@ -13,7 +13,7 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from ko_radiology.models import model_path
+from ko_radiology.embedded_models import model_path
 from training.gpu_check import DDP_CONFIG, DRY_RUN_FLAGS, RECIPE, SHAPES
 
 ROOT = Path(__file__).parent.parent

@@ -138,7 +138,7 @@ def test_an_edited_card_cannot_push_credentialed_data_ungated(
     shutil.copytree(mimic_hub_folder, folder)
     edited_card(folder, **changes)
     code, requests = push_to_standin(folder, monkeypatch)
-    assert code == 1 and requests == []  # nothing reached the Hub: no repo, no upload, nothing public
+    assert code == 2 and requests == []  # nothing reached the Hub: no repo, no upload, nothing public
     err = capsys.readouterr().err
     assert err.startswith(f"error: {folder / 'README.md'} contradicts the build's provenance (mimic-cxr, in ")
     assert named in err and len(err.splitlines()) == 1
@@ -149,7 +149,7 @@ def test_a_folder_without_the_recorded_provenance_is_not_pushed(mimic_hub_folder
     shutil.copytree(mimic_hub_folder, folder)
     (folder / "provenance.json").unlink()
     code, requests = push_to_standin(folder, monkeypatch)
-    assert code == 1 and requests == []
+    assert code == 2 and requests == []
     assert (
         "has no provenance.json (written by export); run `python -m dataset_builder export" in capsys.readouterr().err
     )

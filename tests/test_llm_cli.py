@@ -58,7 +58,7 @@ def test_a_locked_cache_is_in_use_not_invalid_and_is_left_intact(tmp_path, capsy
     try:
         assert holder.stdout.readline() == b"locked\n"
         started = time.monotonic()
-        assert dataset_builder(build(tmp_path / "build", "http://127.0.0.1:9/v1")) == 1
+        assert dataset_builder(build(tmp_path / "build", "http://127.0.0.1:9/v1")) == 2
         waited = time.monotonic() - started
     finally:
         holder.stdin.close()
@@ -81,13 +81,13 @@ def test_a_cache_with_garbage_pages_is_named_in_one_line(tmp_path, capsys):
     for offset in range(2 * page, len(data), page):
         data[offset : offset + page] = bytes((offset // page + i) % 251 for i in range(page))
     cache.write_bytes(bytes(data))
-    assert dataset_builder(build(tmp_path / "build", "http://127.0.0.1:9/v1")) == 1
+    assert dataset_builder(build(tmp_path / "build", "http://127.0.0.1:9/v1")) == 2
     err = one_line_error(capsys)
     assert str(cache) in err and "not a valid SQLite cache" in err
 
 
 def test_a_port_out_of_range_is_refused_in_one_line(tmp_path, capsys):
-    assert dataset_builder(build(tmp_path / "build", "http://127.0.0.1:99999/v1")) == 1
+    assert dataset_builder(build(tmp_path / "build", "http://127.0.0.1:99999/v1")) == 2
     err = one_line_error(capsys)
     assert "'http://127.0.0.1:99999/v1' has an invalid port (a number from 1 to 65535)" in err
 
@@ -168,7 +168,7 @@ def test_batch_submit_to_a_server_answering_400_is_one_line(batch_file, tmp_path
     with FaultProxy("http://127.0.0.1:9/v1") as server:  # the scripted 400 answers before any upstream is asked
         server.script(Fault.http_status(400))
         capsys.readouterr()
-        assert dataset_builder(batch("submit", batch_file, tmp_path / "build", server.base_url)) == 1
+        assert dataset_builder(batch("submit", batch_file, tmp_path / "build", server.base_url)) == 2
     err = one_line_error(capsys)
     assert f"submitting {batch_file}: {server.base_url} answered HTTP 400" in err and "injected 400" in err
     assert "is a Batch input file written by `build --batch-dir`" in err
@@ -179,7 +179,7 @@ def test_batch_commands_against_a_closed_port_are_one_line(action, what, batch_f
     base_url = f"http://127.0.0.1:{free_port()}/v1"
     target = batch_file if action == "submit" else "batch_abc123"
     capsys.readouterr()
-    assert dataset_builder(batch(action, target, tmp_path / "build", base_url)) == 1
+    assert dataset_builder(batch(action, target, tmp_path / "build", base_url)) == 2
     err = one_line_error(capsys)
     assert f"{what} {target}: {base_url} could not be reached" in err and "Connection refused" in err
     assert "check --base-url and that the server is up" in err
@@ -187,7 +187,7 @@ def test_batch_commands_against_a_closed_port_are_one_line(action, what, batch_f
 
 def test_batch_collect_of_an_unknown_batch_id_is_one_line(tmp_path, capsys):
     with BatchApiStandin(tiny_server=None) as api:  # no batch was created: every id is unknown
-        assert dataset_builder(batch("collect", "batch_nope", tmp_path / "build", api.base_url)) == 1
+        assert dataset_builder(batch("collect", "batch_nope", tmp_path / "build", api.base_url)) == 2
     err = one_line_error(capsys)
     assert f"collecting batch batch_nope: {api.base_url} answered HTTP 404" in err
     assert "No batch found with id 'batch_nope'" in err and "pass the id `batch submit` printed" in err

@@ -6,13 +6,8 @@ import re
 import pytest
 import torch
 
-from ko_radiology.models import (
-    PREPARED_MARKER,
-    load_model_and_tokenizer,
-    model_path,
-    prepare_base_model,
-    prepare_tiny_model,
-)
+from ko_radiology.embedded_models import PREPARED_MARKER, model_path, prepare_base_model, prepare_tiny_model
+from ko_radiology.model_loading import load_model_and_tokenizer
 from ko_radiology.prompts import SYSTEM_PROMPT, build_messages
 from ko_radiology.text_checks import hangul_ratio
 

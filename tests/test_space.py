@@ -90,10 +90,17 @@ def test_findings_are_cut_last_and_impression_never():
 def test_settings_come_from_the_environment_with_clear_errors():
     config = SpaceConfig.from_env({"KO_RADIOLOGY_BACKEND": "endpoint", "KO_RADIOLOGY_TIMEOUT_S": "2.5"})
     assert config.timeout_s == 2.5 and config.feedback_dir is None
-    with pytest.raises(ValueError, match="KO_RADIOLOGY_QUEUE_SIZE='many' is not a int"):
+    with pytest.raises(ValueError, match="KO_RADIOLOGY_QUEUE_SIZE='many': Input should be a valid integer"):
         SpaceConfig.from_env({"KO_RADIOLOGY_QUEUE_SIZE": "many"})
     with pytest.raises(ValueError, match="KO_RADIOLOGY_MODEL"):
         SpaceConfig.from_env({"KO_RADIOLOGY_BACKEND": "local"})
+    assert SpaceConfig.from_env({"KO_RADIOLOGY_ALLOW_REMOTE_ENDPOINT": "Yes", "KO_RADIOLOGY_MODEL": ""}).model is None
+    with pytest.raises(ValueError) as raised:  # every bad variable named, on one line; a zero timeout is no timeout
+        SpaceConfig.from_env({"KO_RADIOLOGY_TIMEOUT_S": "0", "KO_RADIOLOGY_NO_RETENTION_CONFIRMED": "maybe"})
+    assert "\n" not in str(raised.value) and "KO_RADIOLOGY_TIMEOUT_S='0': Input should be greater than 0" in str(
+        raised.value
+    ), raised.value
+    assert "KO_RADIOLOGY_NO_RETENTION_CONFIRMED='maybe': Input should be a valid boolean" in str(raised.value)
 
 
 def test_feedback_is_one_json_line_per_rating(tmp_path):
@@ -341,7 +348,7 @@ def test_a_remote_endpoint_needs_both_acknowledgements(endpoint, tmp_path, monke
     started = subprocess.run(
         [sys.executable, "space/app.py"], cwd=REPO_ROOT, env=os.environ | settings, capture_output=True, text=True
     )  # as the Hub starts it
-    assert started.returncode == 1 and "Traceback" not in started.stderr, started.stderr
+    assert started.returncode == 2 and "Traceback" not in started.stderr, started.stderr
     assert "PhysioNet" in started.stderr and "KO_RADIOLOGY_ALLOW_REMOTE_ENDPOINT=true" in started.stderr
     report = tmp_path / "report.txt"
     report.write_text(REPORT, encoding="utf-8")

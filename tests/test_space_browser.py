@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ko_radiology.models import is_prepared, model_path
+from ko_radiology.embedded_models import is_prepared, model_path
 from ko_radiology.processes import launch_model_server, openai_url, stop, wait_ready
 from space.config import SpaceConfig
 from space.examples import sample_examples

@@ -23,8 +23,8 @@ from eval.check import loops
 from eval.check import main as check
 from eval.compare import read_questions
 from ko_radiology.dataset_folders import load_qa_splits
+from ko_radiology.embedded_models import EMBEDDED_HUB_IDS, prepare_tiny_model
 from ko_radiology.generation import load_for_generation, stop_token_ids, to_answer
-from ko_radiology.models import EMBEDDED_HUB_IDS, prepare_tiny_model
 from ko_radiology.prompts import build_messages
 from training.data import (
     group_by_report,
@@ -357,6 +357,11 @@ def test_card_command_renders_a_folder_with_saved_values_and_says_why_not_otherw
         capsys.readouterr().out == f"{tmp_path} has no model_card.json (training.sft writes it): no card to render.\n"
     )
     assert not (tmp_path / "README.md").exists()
+    assert training(["card", str(tmp_path / "missing")]) == 2
+    assert (
+        capsys.readouterr().err
+        == f"error: {tmp_path / 'missing'} is not a folder. Pass the output_dir of training.sft or training.export.\n"
+    )
 
 
 def test_answer_is_cut_at_the_first_stop_token(tokenizer, tiny_model_dir):

@@ -15,7 +15,8 @@ from peft import AutoPeftModelForCausalLM
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from ko_radiology.models import cpu_flags, cpu_training_dtype, model_path, prepare_tiny_model, untrained_rows
+from ko_radiology.chat_tokens import untrained_rows
+from ko_radiology.embedded_models import model_path, prepare_tiny_model
 from training.sft import main, parse_args
 from training.special_tokens import offset_row
 
@@ -95,18 +96,3 @@ def test_a_trained_base_is_left_alone(gold_hub_folder, tmp_path, capsys):
     main(*parse_args(["--config", str(recipe), "--dataset_name", str(gold_hub_folder), "--output_dir", str(tmp_path)]))
     assert "Chat-template tokens of the base are all trained" in capsys.readouterr().out
     assert json.loads((tmp_path / "adapter_config.json").read_text())["trainable_token_indices"] is None
-
-
-@pytest.mark.parametrize(
-    ("flags", "dtype"),
-    [({"avx2", "fma"}, "float32"), ({"avx2", "avx512f", "avx512_bf16"}, "bfloat16"), ({"amx_bf16"}, "bfloat16")],
-)
-def test_cpu_dtype_follows_native_bf16(flags, dtype):
-    assert cpu_training_dtype(flags) == dtype
-
-
-def test_cpu_flags_read_from_cpuinfo(tmp_path):
-    cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2 fma\n\nprocessor\t: 1\n")
-    assert cpu_flags(cpuinfo) == {"fpu", "avx2", "fma"}
-    assert cpu_flags(tmp_path / "missing") == set()

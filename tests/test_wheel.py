@@ -46,7 +46,7 @@ files = {name: importlib.import_module(name).__file__ for name in [*parts, *modu
 
 from dataset_builder.card import CARD_TEMPLATE
 from ko_radiology.glossary import Glossary
-from ko_radiology.models import CHAT_TEMPLATE
+from ko_radiology.embedded_models import CHAT_TEMPLATE
 from space.deploy import APP, CARD
 from training.gpu_check import RECIPE, SHAPES
 from training.model_card import TEMPLATE_PATH

@@ -19,8 +19,10 @@ from pathlib import Path
 import torch
 
 from ko_radiology.atomic_io import replace_dir
+from ko_radiology.cli import run_cli
 from ko_radiology.generation import is_adapter
-from ko_radiology.models import local_base_for
+from ko_radiology.hardware import default_dtype
+from ko_radiology.model_loading import local_base_for
 from training.model_card import CARD_VALUES_FILE, QUALITY_FILE, render_saved_card
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
@@ -38,7 +40,7 @@ def check_out_dir(out_dir: Path) -> None:
         )
 
 
-def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, dtype: str = "bfloat16") -> Path:
+def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, dtype: str = default_dtype("merge")) -> Path:
     """Load base + adapter from `adapter_dir`, merge, and save the plain model, tokenizer and card to `out_dir`."""
     from peft import PeftConfig, PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -65,18 +67,19 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, dtype: str = "bf
     return replace_dir(out_dir, save)
 
 
-def main(args: list[str] | None = None) -> int:
+def export_command(args: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("adapter", help="output_dir of training.sft (adapter_config.json, tokenizer)")
     parser.add_argument("--out", required=True, help="folder for the merged model")
-    parser.add_argument("--dtype", default="bfloat16", choices=sorted(DTYPES), help="dtype of the merged weights")
+    parser.add_argument(
+        "--dtype", default=default_dtype("merge"), choices=sorted(DTYPES), help="dtype of the merged weights"
+    )
     parsed = parser.parse_args(args)
-    try:
-        print(f"Merged model written to {merge_adapter(parsed.adapter, parsed.out, parsed.dtype)}")
-    except (FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    print(f"Merged model written to {merge_adapter(parsed.adapter, parsed.out, parsed.dtype)}")
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_cli(export_command, args)
 
 
 if __name__ == "__main__":

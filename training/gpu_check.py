@@ -38,7 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ko_radiology.atomic_io import replace_dir, write_text_atomically
-from ko_radiology.models import cpu_model_name, resolve_model
+from ko_radiology.cli import EXIT_FAILED, EXIT_OK, run_cli
+from ko_radiology.hardware import cpu_model_name
+from ko_radiology.model_loading import resolve_model
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = Path(__file__).resolve().parent / "recipes"
@@ -393,22 +395,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
+def gpu_check_command(argv: list[str]) -> int:
     args = parse_args(argv)
-    try:
-        if args.build_model:
-            print(build_random_model(SHAPES, resolve_model(args.tokenizer), Path(args.build_model), args.tiny))
-            return 0
-        summary = run_check(args)
-    except (FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    if args.build_model:
+        print(build_random_model(SHAPES, resolve_model(args.tokenizer), Path(args.build_model), args.tiny))
+        return EXIT_OK
+    summary = run_check(args)
     header = f"GPU check, {summary['mode']} on {summary['device']}, {summary['wall_s']:.0f} s."
     print(f"\n{header} {summary['quantization']}: {summary['quantization_note']}.")
     print(summary["table"])
     written = Path(args.out) / summary["mode"] / "summary.json"
     print(f"{'Passed' if summary['passed'] else 'FAILED'}. Written to {written}.")
-    return 0 if summary["passed"] else 1
+    return EXIT_OK if summary["passed"] else EXIT_FAILED
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(gpu_check_command, argv)
 
 
 if __name__ == "__main__":

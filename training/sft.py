@@ -12,10 +12,10 @@ accelerate launch --config_file training/recipes/accelerate/ddp.yaml -m training
     --config training/recipes/qwen2.5-7b-instruct-qlora.yaml
 ```
 
-`--model_name_or_path embedded:base` is the Gemma 3 270M folder `python -m ko_radiology.models prepare` writes
+`--model_name_or_path embedded:base` is the Gemma 3 270M folder `python -m ko_radiology.embedded_models prepare` writes
 (`adapter_config.json` then names `google/gemma-3-270m`, its Hub id); `embedded:tiny` is the random two-layer test
 model. Chat-template tokens the base never learned are found and started from trained rows
-(`training/special_tokens.py`). `--dtype auto` on CPU picks bf16 only where the CPU computes it natively; on an AMD
+(`training/special_tokens.py`). `--dtype auto` picks bf16 only where the CPU or GPU computes it natively; on an AMD
 CPU, MKL is made to use its fast kernels (`ko_radiology/cpu_blas.py`). Reruns
 resume from the last checkpoint in `output_dir`; `python -m eval.check OUTPUT_DIR` measures the answers.
 """
@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ko_radiology.cli import run_cli
 from ko_radiology.cpu_blas import LOADED, load_mkl_vendor_shim
 
 MKL_SHIM = load_mkl_vendor_shim()  # before torch is imported (ko_radiology/cpu_blas.py)
@@ -46,15 +47,11 @@ from trl import (
 )
 from trl.trainer.utils import create_model_from_path
 
+from ko_radiology.chat_tokens import require_chat_template
 from ko_radiology.dataset_folders import load_qa_splits
-from ko_radiology.models import (
-    EMBEDDED_HUB_IDS,
-    cpu_model_name,
-    cpu_training_dtype,
-    looks_like_local_path,
-    require_chat_template,
-    resolve_model,
-)
+from ko_radiology.embedded_models import EMBEDDED_HUB_IDS
+from ko_radiology.hardware import cpu_model_name, default_dtype
+from ko_radiology.model_loading import looks_like_local_path, resolve_model
 from training.data import OVERLONG_POLICIES, prepare_qa_split
 from training.model_card import card_values, write_model_card
 from training.special_tokens import (
@@ -159,13 +156,16 @@ def load_chat_tokenizer(name_or_path: str, training_args: SFTConfig) -> PreTrain
 
 
 def training_dtype(model_args: ModelConfig, training_args: SFTConfig) -> str:
-    """`--dtype auto` on CPU is chosen from the hardware (bf16 only where the CPU computes it natively); elsewhere
-    `auto` keeps the checkpoint's dtype, as in transformers."""
-    if model_args.dtype != "auto" or not (training_args.use_cpu or not torch.cuda.is_available()):
+    """`--dtype auto` is the policy's training dtype (`ko_radiology.hardware`) on the device the trainer uses: bf16
+    only where it computes bf16 natively."""
+    if model_args.dtype != "auto":
         return model_args.dtype
-    dtype = cpu_training_dtype()
-    reason = "native bf16" if dtype == "bfloat16" else "no AMX or AVX512-BF16, so bf16 would be emulated"
-    print(f"dtype auto on {cpu_model_name()} ({reason}): training in {dtype}. Pass --dtype to choose.")
+    on_cpu = training_args.use_cpu or not torch.cuda.is_available()
+    dtype = default_dtype("train", "cpu" if on_cpu else "cuda")
+    emulated = "no AMX or AVX512-BF16, so bf16 would be emulated" if on_cpu else "no bf16 support"
+    reason = "native bf16" if dtype == "bfloat16" else emulated
+    device = cpu_model_name() if on_cpu else torch.cuda.get_device_name()
+    print(f"dtype auto on {device} ({reason}): training in {dtype}. Pass --dtype to choose.")
     return dtype
 
 
@@ -349,14 +349,13 @@ def parse_args(args: list[str] | None = None) -> tuple[QAScriptArguments, SFTCon
 
 
 def cli(args: list[str] | None = None) -> int:
-    """`python -m training.sft`: a wrong recipe, key or dataset path is one line on stderr, not a traceback."""
-    try:
-        parsed = parse_args(args)
-    except (FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    main(*parsed)
-    return 0
+    """`python -m training.sft`: a wrong recipe, key or dataset path is one line on stderr, not a traceback; an error
+    while training keeps its traceback (it is no input to fix)."""
+    parsed: list = []
+    status = run_cli(lambda argv: parsed.extend(parse_args(argv)), args)
+    if parsed:
+        main(*parsed)
+    return status
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import torch
 from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ko_radiology.models import template_special_tokens, untrained_rows
+from ko_radiology.chat_tokens import template_special_tokens, untrained_rows
 
 ROW_OFFSET = 0.3
 """Norm of the offset from the trained token's row, relative to that row's norm (cosine between the two ≈ 0.96)."""

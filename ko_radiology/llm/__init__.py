@@ -1,6 +1,11 @@
-"""The one client for every model call: dataset translation, QA generation, the eval judge, and the Space's chat.
+"""The one client for every call to a model server (an OpenAI-compatible endpoint): the builder's translation and QA
+generation, the judge (`eval.judge`, `eval.calibrate`, the `evaluate` metric), endpoint models in `eval.compare`, and
+the Space's and the terminal chat's answers and report translation. A model loaded in the process itself is no call:
+`eval.compare`'s and `eval.check`'s local models answer through `ko_radiology.generation` (their answers kept in
+this package's `ResponseStore`, keyed as an endpoint's: `ko_radiology.answer_cache`), and the Space's local backend
+streams from its model with transformers.
 
-    from ko_radiology.llm import LLMClient, LLMClientConfig, LLMRequest
+    from ko_radiology.llm import LLMClient, LLMClientConfig, LLMRequest, StreamingClient
 
     client = LLMClient(LLMClientConfig(base_url="http://127.0.0.1:8000/v1", model="my-model"))
     requests = [LLMRequest(messages=[{"role": "user", "content": "안녕하세요"}], max_tokens=64)]
@@ -11,10 +16,11 @@
     for piece in StreamingClient(client.config).stream(requests[0]):   # text as it is generated; not cached
         print(piece, end="")
 
-One concern per module: `config` (what the client is told), `data_use` (where data may go), `limits` (rate limits
-and backoff), `transport` (the SDK clients and one HTTP attempt), `cache` (responses and the cost ledger), `client`
-(retries, de-dup and many calls), `batch` (the OpenAI Batch API), `stream` (one answer streamed as it is generated),
-`completer` (a pipeline stage's conversations in, replies out).
+One concern per module: `config` (what the client is told), `options` (the part of it a command's user sets),
+`data_use` (where data may go), `limits` (rate limits and backoff), `transport` (the SDK clients and one HTTP
+attempt), `cache` (responses and the cost ledger), `client` (retries, de-dup and many calls), `batch` (the OpenAI
+Batch API), `stream` (one answer streamed as it is generated), `completer` (a pipeline stage's conversations in,
+replies out).
 Every call, streamed or not, passes the same data-use guard and goes straight to the checked host (no environment
 proxies, no redirects).
 """
@@ -34,6 +40,7 @@ from ko_radiology.llm.config import LLMClientConfig, LLMRequest
 from ko_radiology.llm.data_use import PROVENANCES, DataUseError, check_data_use, is_allowed_host, is_credentialed
 from ko_radiology.llm.errors import LLMClientError, NonRetryableError, RetriesExhaustedError, StreamError
 from ko_radiology.llm.limits import RateLimiter, estimate_tokens
+from ko_radiology.llm.options import EndpointOptions
 from ko_radiology.llm.stream import StreamingClient
 
 __all__ = [
@@ -43,6 +50,7 @@ __all__ = [
     "Completion",
     "DataUseError",
     "DryRunReport",
+    "EndpointOptions",
     "LLMClient",
     "LLMClientConfig",
     "LLMClientError",

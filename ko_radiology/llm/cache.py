@@ -1,4 +1,5 @@
-"""The SQLite file behind every model call: cached responses keyed by request content, and the cost ledger.
+"""The SQLite file behind `LLMClient`'s calls (a stream is not cached): responses keyed by request content, and the
+cost ledger.
 
 Every call is written to the ledger as in flight before it is sent, and its answer is stored before it is returned.
 So a re-run, or a resume after `kill -9`, never pays again for an answered call; the calls that were in flight at the
