@@ -24,10 +24,11 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # appended, so PYTHONPATH can name another checkout
 
@@ -36,65 +37,45 @@ from ko_radiology.llm import LLMClient, LLMClientConfig, LLMRequest, cache_key  
 MODEL = "stub-model"
 
 
-class LatencyStub(ThreadingHTTPServer):
+def latency_stub(latency_s: float) -> FastAPI:
     """Answers chat completions after `latency_s`, counting requests per cache key and logging arrival times.
 
-    It runs in its own process (`--serve-stub`), as a real server would, so its threads do not compete with the
-    client for the GIL; `GET /stats` returns the counts and arrival times.
+    It runs in its own process (`--serve-stub`), as a real server would, so it does not compete with the client for
+    the GIL; `GET /stats` returns the counts and arrival times.
     """
+    counts: Counter[str] = Counter()
+    arrivals: list[float] = []
+    app = FastAPI(openapi_url=None)
 
-    daemon_threads = True
-    request_queue_size = 128
+    @app.get("/{path:path}")
+    async def stats() -> JSONResponse:
+        return JSONResponse({"counts": dict(counts), "arrivals": arrivals})
 
-    def __init__(self, latency_s: float):
-        super().__init__(("127.0.0.1", 0), StubHandler)
-        self.latency_s = latency_s
-        self.counts: Counter[str] = Counter()
-        self.arrivals: list[float] = []
-        self.lock = threading.Lock()
-
-
-class StubHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body go out as separate writes: no 40 ms delayed ACK
-    server: LatencyStub
-
-    def log_message(self, *args) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        with self.server.lock:
-            self._send_json({"counts": dict(self.server.counts), "arrivals": list(self.server.arrivals)})
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+    @app.post("/{path:path}")
+    async def complete(request: Request) -> JSONResponse:  # no validation or encoding by FastAPI: the stub stays cheap
+        body = json.loads(await request.body())
         key = cache_key(body)
-        with self.server.lock:
-            self.server.counts[key] += 1
-            self.server.arrivals.append(time.monotonic())
-        time.sleep(self.server.latency_s)
+        counts[key] += 1
+        arrivals.append(time.monotonic())
+        await asyncio.sleep(latency_s)
         prompt_tokens = sum(len(m["content"]) for m in body["messages"]) // 4
         message = {"role": "assistant", "content": f"답 {key[:8]}"}
-        self._send_json(
+        return JSONResponse(
             {
                 "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 5, "total_tokens": prompt_tokens + 5},
             }
         )
 
-    def _send_json(self, data: dict) -> None:
-        payload = json.dumps(data).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+    return app
 
 
 def serve_stub(latency_ms: float) -> None:
-    stub = LatencyStub(latency_ms / 1000)
-    print(stub.server_address[1], flush=True)
-    stub.serve_forever()
+    from ko_radiology.loopback import LoopbackServer  # here: a --compare-with checkout's worker may predate it
+
+    with LoopbackServer(latency_stub(latency_ms / 1000)) as stub:
+        print(stub.port, flush=True)
+        threading.Event().wait()
 
 
 class StubProcess:

@@ -11,16 +11,19 @@ first shown answer (a position bias to detect). Its calibration table in the REA
 """
 
 import argparse
+import asyncio
 import json
 import re
 import threading
-import time
 from functools import lru_cache
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from ko_radiology.judge.prompt import ANSWER_MARKER
 from ko_radiology.judge.rubrics import SCORE_MAX, SCORE_MIN
 from ko_radiology.llm import estimate_tokens
+from ko_radiology.loopback import LoopbackServer
 from ko_radiology.reference_metrics import kiwi
 
 REPLY_FORMATS = ("json", "fenced", "prose", "no_score", "refusal")
@@ -91,7 +94,7 @@ def judge_reply(prompt: str, reply_format: str, first_bonus: int) -> str:
     return "답변들을 검토했습니다. 전반적으로 판독문과 관련된 내용입니다."
 
 
-class StandInJudge:
+class StandInJudge(LoopbackServer):
     """The server in a background thread; use as a context manager, point a client at `base_url`."""
 
     def __init__(
@@ -101,33 +104,24 @@ class StandInJudge:
             raise ValueError(f"reply_format {reply_format!r} is not one of {', '.join(REPLY_FORMATS)}.")
         self.latency_s, self.reply_format, self.first_bonus = latency_s, reply_format, first_bonus
         self.calls = 0
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(self._app(), port)
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        return f"{self.root}/v1"
 
     def __enter__(self) -> "StandInJudge":
         kiwi()  # load the morpheme model (seconds) before the first request, not during it
-        self._thread.start()
-        return self
+        return super().__enter__()
 
-    def __exit__(self, *exc_info) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def completion(self, body: dict) -> dict:
-        with self._lock:
-            self.calls += 1
-            number = self.calls
-        time.sleep(self.latency_s)
+    async def completion(self, body: dict) -> dict:
+        """One reply; the event loop runs one scoring at a time (one Kiwi instance), the latencies overlap."""
+        self.calls += 1
+        number = self.calls
+        await asyncio.sleep(self.latency_s)
         messages = body.get("messages") or []
         prompt = next((m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), "")
-        with self._lock:  # one Kiwi instance, one reply at a time; the latency above still overlaps
-            text = judge_reply(prompt, self.reply_format, self.first_bonus)
+        text = judge_reply(prompt, self.reply_format, self.first_bonus)
         usage = {"prompt_tokens": estimate_tokens(messages), "completion_tokens": estimate_tokens([{"content": text}])}
         return {
             "id": f"stand-in-{number}",
@@ -137,43 +131,24 @@ class StandInJudge:
             "usage": usage,
         }
 
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        judge = self
+    def _app(self) -> FastAPI:
+        app = FastAPI(openapi_url=None)
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
+        @app.get("/{path:path}")
+        async def health(path: str) -> JSONResponse:
+            return JSONResponse({"status": "ok"}, 200 if path == "health" else 404)
 
-            def log_message(self, *args) -> None:
-                pass
+        @app.post("/{path:path}")
+        async def chat(path: str, request: Request) -> JSONResponse:
+            if not path.endswith("/chat/completions"):
+                return JSONResponse({"error": {"message": f"no route /{path}"}}, 404)
+            try:
+                body = json.loads(await request.body())
+            except ValueError:
+                return JSONResponse({"error": {"message": "body is not JSON"}}, 400)
+            return JSONResponse(await self.completion(body))
 
-            def do_GET(self) -> None:
-                self._answer(200 if self.path == "/health" else 404, {"status": "ok"})
-
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if not self.path.endswith("/chat/completions"):
-                    self._answer(404, {"error": {"message": f"no route {self.path}"}})
-                    return
-                try:
-                    body = json.loads(raw)
-                except ValueError:
-                    self._answer(400, {"error": {"message": "body is not JSON"}})
-                    return
-                self._answer(200, judge.completion(body))
-
-            def _answer(self, status: int, payload: dict) -> None:
-                data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):  # the client gave up first (timeout)
-                    self.close_connection = True
-
-        return Handler
+        return app
 
 
 def main(argv: list[str] | None = None) -> int:

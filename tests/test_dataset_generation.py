@@ -20,8 +20,7 @@ from ko_radiology.cli import EXIT_PARTIAL
 from ko_radiology.glossary import Glossary
 from ko_radiology.llm import ResponseStore, cache_key
 from ko_radiology.sample_corpus import SAMPLE_DIR
-from tests.batch_api_standin import BatchApiStandin
-from tests.fault_proxy import Fault, FaultProxy
+from tests.standins import BatchApiStandin, Fault, FaultProxy
 
 REPORTS = 3
 GLOSSARY = Glossary.from_tsv()

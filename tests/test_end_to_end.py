@@ -20,7 +20,7 @@ import psutil
 import pytest
 from gradio_client import Client
 
-from tests.fault_proxy import PROXY_VARIABLES, ConnectionCounter
+from tests.standins import PROXY_VARIABLES, ConnectionCounter
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN_FLAGS = (

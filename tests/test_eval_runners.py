@@ -12,9 +12,9 @@ from batch_simulator import simulate_openai_batch
 from eval import compare, judge, report
 from eval.stand_in_judge import StandInJudge
 from eval.tables import read_table
-from fault_proxy import FaultProxy
 from ko_radiology.sample_corpus import SAMPLE_DIR, load_gold_translations
 from ko_radiology.sections import join_sections
+from tests.standins import FaultProxy
 
 GOLD_QA = [json.loads(line) for line in (SAMPLE_DIR / "gold" / "qa.jsonl").read_text("utf-8").splitlines()]
 TRANSLATIONS = {study: join_sections(sections, "ko") for study, sections in load_gold_translations(SAMPLE_DIR).items()}

@@ -14,7 +14,7 @@ from dataset_builder.__main__ import main
 from dataset_builder.card import PHYSIONET_GATING
 from dataset_builder.hub import push_hub_folder
 from ko_radiology.sample_corpus import SAMPLE_DIR
-from tests.hub_standin import HubStandin
+from tests.standins import HubStandin
 
 REPO = "org/ko-cxr-qa"
 REPO_CALLS = ("/api/repos/create", "/api/validate-yaml")

@@ -4,7 +4,6 @@ serve` on the tiny model (garbage replies: the failure path), and the fault prox
 import pytest
 
 from eval.stand_in_judge import StandInJudge, parse_prompt
-from fault_proxy import Fault, FaultProxy
 from ko_radiology.judge import (
     NO_ANSWER,
     Judge,
@@ -17,6 +16,7 @@ from ko_radiology.judge import (
     swap_flip_rate,
 )
 from ko_radiology.llm import LLMClient, LLMClientConfig
+from tests.standins import Fault, FaultProxy
 
 REPORT = "우측 폐하엽에 새로운 경화가 있음. 폐렴에 합당함. 흉막삼출이나 기흉은 없음."
 QUESTION = "폐렴 소견이 있나요?"

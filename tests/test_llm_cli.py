@@ -16,8 +16,7 @@ from eval import compare, judge
 from ko_radiology.llm import ResponseStore
 from ko_radiology.processes import free_port  # bound, read and closed: nothing listens there
 from ko_radiology.sample_corpus import SAMPLE_DIR
-from tests.batch_api_standin import BatchApiStandin
-from tests.fault_proxy import Fault, FaultProxy
+from tests.standins import BatchApiStandin, Fault, FaultProxy
 from tests.test_llm_client import filled_cache
 
 SECRET = "s3cr3tPW"

@@ -40,8 +40,7 @@ from ko_radiology.llm import (
 from ko_radiology.llm.cache import OUTCOMES, SCHEMA
 from ko_radiology.llm.errors import BatchApiError
 from tests.batch_simulator import simulate_openai_batch
-from tests.chat_reply_server import ChatReplyServer, Reply
-from tests.fault_proxy import PROXY_VARIABLES, ConnectionCounter, Fault, FaultProxy
+from tests.standins import PROXY_VARIABLES, ChatReplyServer, ConnectionCounter, Fault, FaultProxy, Reply
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MAX_TOKENS = 3

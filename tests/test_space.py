@@ -31,9 +31,8 @@ from space.feedback import FeedbackStore
 from space.report import CUT_MARK, fit_to_context, read_report
 from space.translation import ReportTranslator
 from space.visitors import answers, ask, client, visitors_in_queue
-from tests.chat_reply_server import ChatReplyServer, Reply
-from tests.fault_proxy import PROXY_VARIABLES, ConnectionCounter, Fault, FaultProxy
 from tests.space_apps import app_process, running_app
+from tests.standins import PROXY_VARIABLES, ChatReplyServer, ConnectionCounter, Fault, FaultProxy, Reply
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REPORT = sample_examples()[0].report
