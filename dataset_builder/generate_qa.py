@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dataset_builder.translate import GOLD_TRANSLATOR, lost_section_reason
+from ko_radiology.answer_kinds import QuestionType, declines, question_type
+from ko_radiology.glossary import Glossary
 from ko_radiology.prompts import TASK_TYPES, build_messages, format_user_turn
 from ko_radiology.sample_corpus import SAMPLE_DIR, load_gold_qa
 from ko_radiology.text_checks import is_mostly_korean
@@ -39,7 +41,6 @@ QUESTION_SYSTEM_PROMPT = (
     'JSON 한 줄로만 답하세요: {"instruction": "...", "answerable": true 또는 false}. '
     "answerable은 판독문만으로 답할 수 있으면 true입니다."
 )
-REFUSAL = re.compile(r"정보가 (?:없|포함되어 있지 않)|답변(?:할|드릴) 수 없|알 수 없|확인할 수 없")
 SENTENCE_END = re.compile(r"[.?!](?=\s|$)")
 POOL_CHUNK = 32
 """Reports per chunk between pool updates; fixed, because it shapes the prompts and so the cache keys."""
@@ -67,6 +68,8 @@ def qa_record(
     answerable: bool,
     generator_model: str,
     split: str,
+    question_kind: QuestionType,
+    expanded_abbreviations: list[str],
 ) -> dict:
     return {
         "id": f"{translation['study_id']}-{index:02d}",
@@ -77,6 +80,8 @@ def qa_record(
         "instruction": instruction,
         "answer": answer,
         "answerable": answerable,
+        "question_type": question_kind,
+        "expanded_abbreviations": expanded_abbreviations,
         "messages": build_messages(translation["report_ko"], instruction, answer),
         "generator_model": generator_model,
         "split": split,
@@ -107,6 +112,8 @@ class GoldQAGenerator:
                 row["answerable"],
                 self.model,
                 split,
+                row["question_type"],
+                row["expanded_abbreviations"],
             )
             for translation in whole_translations(translations)
             for index, row in enumerate(self.gold.get(translation["study_id"], []), start=1)
@@ -149,6 +156,13 @@ class LLMQAGenerator:
         self.examples = self._seed_examples()
         self.pool: dict[str, list[str]] = {task: [] for task in TASK_TYPES}
         self.rejected: Counter = Counter()
+        self.glossary = Glossary.from_tsv()
+
+    def _abbreviations_named(self, task: str, instruction: str) -> list[str]:
+        """The glossary abbreviations an 축약어 확장 request names: what `eval.check` scores its expansion on."""
+        if task != "축약어 확장":
+            return []
+        return [entry.english for entry in self.glossary.terms_in(instruction) if entry.expansion]
 
     @staticmethod
     def _seed_examples() -> dict[str, list[str]]:
@@ -219,6 +233,8 @@ class LLMQAGenerator:
                     answerable,
                     self.model,
                     split,
+                    question_type(answerable, answer) if task == "질문 답변" else "open",
+                    self._abbreviations_named(task, instruction),
                 )
             )
             self.pool[task] = (self.pool[task] + [instruction])[-POOL_SIZE:]
@@ -254,7 +270,7 @@ class LLMQAGenerator:
             return "answer_empty"
         if not is_mostly_korean(answer):
             return "answer_not_korean"
-        if answerable and REFUSAL.search(answer):
+        if answerable and declines(answer):
             return "answer_refuses_answerable_question"
         if len(SENTENCE_END.findall(answer)) > 3:
             return "answer_over_three_sentences"

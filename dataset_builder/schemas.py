@@ -44,12 +44,16 @@ QA = datasets.Features(
         "instruction": datasets.Value("string"),
         "answer": datasets.Value("string"),
         "answerable": datasets.Value("bool"),
+        "question_type": datasets.Value("string"),
+        "expanded_abbreviations": datasets.List(datasets.Value("string")),
         "messages": datasets.List(MESSAGE),
         "generator_model": datasets.Value("string"),
         "split": datasets.Value("string"),
         "translation_flags": datasets.List(datasets.Value("string")),
     }
 )
-"""`translation_flags`: the `quality_flags` of the translation whose `report_ko` the pair was built from."""
+"""`question_type`: `yes_no` (the answer starts with 네/아니요), `open`, or `unanswerable` (`answerable` false: the
+answer says the report does not say it); `expanded_abbreviations`: the abbreviations an 축약어 확장 answer expands;
+`translation_flags`: the `quality_flags` of the translation whose `report_ko` the pair was built from."""
 
 FEATURES = {"notes": NOTES, "translation": TRANSLATION, "qa": QA}

@@ -6,6 +6,7 @@ from collections import Counter
 
 import pytest
 
+from ko_radiology.answer_kinds import QUESTION_TYPES, declines, yes_no_word
 from ko_radiology.glossary import Glossary
 from ko_radiology.prompts import TASK_TYPES
 from ko_radiology.sample_corpus import SAMPLE_DIR, load_gold_qa, load_gold_translations, read_jsonl
@@ -18,6 +19,11 @@ TRANSLATIONS = load_gold_translations(SAMPLE_DIR)
 QA = load_gold_qa(SAMPLE_DIR)
 SPLITS = json.loads((SAMPLE_DIR / "splits.json").read_text())
 SENTENCE_END = re.compile(r"[.?!](?=\s|$)")
+
+
+def trigrams(text: str) -> set[str]:
+    compact = re.sub(r"[\s.,()]+", "", text)
+    return {compact[i : i + 3] for i in range(max(1, len(compact) - 2))}
 
 
 def test_enough_reports_in_the_mimic_tree_layout():
@@ -68,12 +74,44 @@ def test_qa_records_are_korean_grounded_and_short():
     assert Counter(record["answerable"] for record in records)[False] >= 5
 
 
-def test_unanswerable_questions_are_answered_by_saying_so():
-    for records in QA.values():
+def test_every_pair_has_a_question_type_its_answer_follows():
+    """The gold rules: a yes/no answer starts with 네 or 아니요, an unanswerable question is declined, and no
+    answerable one is (so `eval.check`'s decline detector reads these answers right)."""
+    for record in (record for records in QA.values() for record in records):
+        kind = record["question_type"]
+        assert kind in QUESTION_TYPES, record["id"]
+        assert (kind == "unanswerable") == (not record["answerable"]), record["id"]
+        assert kind == "open" or record["task"] == "질문 답변", record["id"]
+        assert (kind == "yes_no") == bool(re.match(r"(네|아니요), ", record["answer"])), record["id"]
+        assert declines(record["answer"]) == (kind == "unanswerable"), record["id"]
+
+
+def test_a_yes_answer_affirms_what_the_korean_report_says():
+    """The first sentence of a 네 answer is in the report's own words: most of its character trigrams are the
+    report's (a finding the report does not state would not be)."""
+    weak = []
+    for study_id, records in QA.items():
+        report = trigrams(" ".join(TRANSLATIONS[study_id].values()))
         for record in records:
-            if not record["answerable"]:
-                assert record["task"] == "질문 답변"
-                assert re.search(r"없|알 수 없|답변할 수|확인할 수", record["answer"]), record["id"]
+            if record["answer"].startswith("네, "):
+                first = trigrams(record["answer"][3:].split(". ")[0])
+                if len(first & report) / len(first) < 0.5:
+                    weak.append(record["id"])
+    assert not weak, f"네 answers not in the report's words: {weak}"
+
+
+def test_splits_measure_yes_no_and_unanswerable_questions():
+    by_split = {split: Counter() for split in SPLITS}
+    split_of = {study: split for split, studies in SPLITS.items() for study in studies}
+    for study_id, records in QA.items():
+        for record in records:
+            counts = by_split[split_of[study_id]]
+            counts[record["question_type"]] += 1
+            counts[yes_no_word(record["answer"]) if record["question_type"] == "yes_no" else ""] += 1
+    assert by_split["test"]["yes_no"] >= 40 and by_split["test"]["unanswerable"] >= 20, by_split["test"]
+    for counts in by_split.values():
+        assert 0.4 <= counts["네"] / counts["yes_no"] <= 0.6, counts
+        assert counts["unanswerable"] >= counts["yes_no"] / 3, counts
 
 
 def test_splits_are_disjoint_cover_every_report_and_hold_out_a_test_set():
