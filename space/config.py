@@ -9,12 +9,13 @@ run (`ALLOWED_HOSTS`), or a remote endpoint only with both acknowledgements.
 """
 
 import argparse
-import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ko_radiology.llm import EndpointOptions
 
@@ -43,14 +44,14 @@ class GenerationSettings:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}.")
 
 
-class SpaceConfig(BaseModel):
+class SpaceConfig(BaseSettings):
     """Where answers come from, how long they may take, and what the Space keeps (nothing, unless told).
 
-    Validated by pydantic as pydantic-settings would read it (`BaseSettings` with `env_prefix=ENV_PREFIX` and
-    `env_ignore_empty=True`, which `from_env` does by hand until pydantic-settings is a requirement of the Space).
+    pydantic-settings reads `KO_RADIOLOGY_<FIELD>` (case-insensitive; an empty variable is unset) when the config is
+    built; keyword arguments win over the environment (the terminal chat's flags, the tests' servers).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_ignore_empty=True, extra="forbid")
 
     backend: Literal["endpoint", "local"] = Field(
         default="endpoint", description="endpoint (OpenAI-compatible server) or local."
@@ -133,21 +134,39 @@ class SpaceConfig(BaseModel):
         )
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "SpaceConfig":
-        """Read `KO_RADIOLOGY_<FIELD>` for every field (an empty one is unset); `overrides` (the terminal chat's
-        flags) win.
+    def from_env(cls, **overrides) -> "SpaceConfig":
+        """The environment's settings with `overrides` (a flag left unset is `None` and leaves its variable in
+        charge).
 
         Raises:
             ValueError: One line naming each variable that is not valid, its value and why.
         """
-        environ = os.environ if environ is None else environ
-        values = {name: environ.get(ENV_PREFIX + name.upper()) for name in cls.model_fields}
-        values = {name: value for name, value in values.items() if value not in (None, "")}
-        values.update({name: value for name, value in overrides.items() if value is not None})
-        try:
-            return cls(**values)
-        except ValidationError as error:
-            raise ValueError(settings_problems(error)) from None
+        with settings_errors():
+            return cls(**{name: value for name, value in overrides.items() if value is not None})
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, object]) -> "SpaceConfig":
+        """`values` alone, as a Space given only these variables reads them: `space.deploy` checks a Space's
+        variables this way, without the deploying machine's environment."""
+        with settings_errors():
+            return GivenValuesOnly(**values)
+
+
+class GivenValuesOnly(SpaceConfig):
+    """A `SpaceConfig` built from its keyword arguments alone: no environment variable is read."""
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, **other_sources):
+        return (init_settings,)
+
+
+@contextmanager
+def settings_errors() -> Iterator[None]:
+    """pydantic's `ValidationError` as a `ValueError` of one line (`settings_problems`)."""
+    try:
+        yield
+    except ValidationError as error:
+        raise ValueError(settings_problems(error)) from None
 
 
 def settings_problems(error: ValidationError) -> str:
@@ -159,7 +178,7 @@ def settings_problems(error: ValidationError) -> str:
         else:
             name = ENV_PREFIX + str(item["loc"][0]).upper()
             problems.append(f"{name}={item['input']!r}: {item['msg']}")
-    return "; ".join(problems) + "."
+    return "; ".join(problem.rstrip(".") for problem in problems) + "."
 
 
 DATA_USE_FIELDS = ("allowed_hosts", "allow_remote_endpoint", "no_retention_confirmed")

@@ -75,7 +75,7 @@ def space_variables(args: argparse.Namespace) -> dict[str, str]:
     if args.backend == "local":
         values |= {"model": args.model, "adapter": args.adapter, "endpoint": None}
     values = {name: value for name, value in values.items() if value}
-    config = SpaceConfig.from_env({}, **values)  # the same validation the Space will run at start
+    config = SpaceConfig.from_values(values)  # the same validation the Space will run at start
     if config.backend == "endpoint":
         try:
             guard(client_config(config))  # and the same data-use guard

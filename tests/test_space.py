@@ -86,16 +86,24 @@ def test_findings_are_cut_last_and_impression_never():
     assert len(fitted.notices) == 3
 
 
-def test_settings_come_from_the_environment_with_clear_errors():
-    config = SpaceConfig.from_env({"KO_RADIOLOGY_BACKEND": "endpoint", "KO_RADIOLOGY_TIMEOUT_S": "2.5"})
+def test_settings_come_from_the_environment_with_clear_errors(monkeypatch):
+    def settings(**variables: str) -> SpaceConfig:
+        for name, value in variables.items():
+            monkeypatch.setenv(f"KO_RADIOLOGY_{name}", value)
+        return SpaceConfig.from_env()
+
+    config = settings(BACKEND="endpoint", TIMEOUT_S="2.5")
     assert config.timeout_s == 2.5 and config.feedback_dir is None
+    assert SpaceConfig.from_env(timeout_s=7.0, model=None).timeout_s == 7.0, "a flag wins; an unset one is ignored"
+    assert SpaceConfig.from_values({}).timeout_s == 60.0, "from_values reads no environment"
     with pytest.raises(ValueError, match="KO_RADIOLOGY_QUEUE_SIZE='many': Input should be a valid integer"):
-        SpaceConfig.from_env({"KO_RADIOLOGY_QUEUE_SIZE": "many"})
+        settings(QUEUE_SIZE="many")
+    monkeypatch.delenv("KO_RADIOLOGY_QUEUE_SIZE")
     with pytest.raises(ValueError, match="KO_RADIOLOGY_MODEL"):
-        SpaceConfig.from_env({"KO_RADIOLOGY_BACKEND": "local"})
-    assert SpaceConfig.from_env({"KO_RADIOLOGY_ALLOW_REMOTE_ENDPOINT": "Yes", "KO_RADIOLOGY_MODEL": ""}).model is None
+        settings(BACKEND="local")
+    assert settings(BACKEND="endpoint", ALLOW_REMOTE_ENDPOINT="Yes", MODEL="").model is None
     with pytest.raises(ValueError) as raised:  # every bad variable named, on one line; a zero timeout is no timeout
-        SpaceConfig.from_env({"KO_RADIOLOGY_TIMEOUT_S": "0", "KO_RADIOLOGY_NO_RETENTION_CONFIRMED": "maybe"})
+        settings(TIMEOUT_S="0", NO_RETENTION_CONFIRMED="maybe")
     assert "\n" not in str(raised.value) and "KO_RADIOLOGY_TIMEOUT_S='0': Input should be greater than 0" in str(
         raised.value
     ), raised.value
@@ -332,20 +340,30 @@ def test_a_remote_endpoint_needs_both_acknowledgements(endpoint, tmp_path, monke
     before anything connects: loopback, a host the operator runs, or a remote one with both acknowledgements."""
     monkeypatch.delenv("HF_TOKEN", raising=False)
     settings = {"KO_RADIOLOGY_ENDPOINT": endpoint, "KO_RADIOLOGY_MODEL": "ko-radiology"}
+
+    def demo_with(variables: dict) -> None:
+        with monkeypatch.context() as scoped:
+            for name, value in variables.items():
+                scoped.setenv(name, value)
+            build_demo(SpaceConfig.from_env())
+
     with pytest.raises(DataUseError, match="PhysioNet"):
-        build_demo(SpaceConfig.from_env(settings))
+        demo_with(settings)
     acknowledged = settings | {"KO_RADIOLOGY_ALLOW_REMOTE_ENDPOINT": "true"}
     acknowledged |= {"KO_RADIOLOGY_NO_RETENTION_CONFIRMED": "1"}
     with pytest.raises(ValueError, match="HF_TOKEN"):  # a remote endpoint gets the token secret; none is set
-        build_demo(SpaceConfig.from_env(acknowledged))
-    monkeypatch.setenv("HF_TOKEN", "hf_test")
-    build_demo(SpaceConfig.from_env(acknowledged))
-    monkeypatch.delenv("HF_TOKEN")
+        demo_with(acknowledged)
+    demo_with(acknowledged | {"HF_TOKEN": "hf_test"})
     run_by_you = f"gpu-box, {urlsplit(endpoint).hostname}"  # no key needed: the operator's own server
-    build_demo(SpaceConfig.from_env(settings | {"KO_RADIOLOGY_ALLOWED_HOSTS": run_by_you}))
+    demo_with(settings | {"KO_RADIOLOGY_ALLOWED_HOSTS": run_by_you})
 
     started = subprocess.run(
-        [sys.executable, "space/app.py"], cwd=REPO_ROOT, env=os.environ | settings, capture_output=True, text=True
+        [sys.executable, "space/app.py"],
+        cwd=REPO_ROOT,
+        env=os.environ | settings,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )  # as the Hub starts it
     assert started.returncode == 2 and "Traceback" not in started.stderr, started.stderr
     assert "PhysioNet" in started.stderr and "KO_RADIOLOGY_ALLOW_REMOTE_ENDPOINT=true" in started.stderr
