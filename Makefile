@@ -3,10 +3,16 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: setup browser test quality docs bench bench-gpu gpu-check demo serve-demo pipeline pipeline-stages
+.PHONY: setup browser llama-cpp test quality docs bench bench-gpu gpu-check demo serve-demo pipeline pipeline-stages
 
 setup: $(INSTALLED) browser
 	$(PYTHON) -m ko_radiology.embedded_models prepare
+	$(PYTHON) -m ko_radiology.llama_cpp fetch
+
+# llama.cpp's llama-server, llama-bench and llama-quantize, compiled once into the cache (minutes on 2 cores): GGUF
+# exports of type q4_k_m and the llama-server test need them; everything else works without.
+llama-cpp: $(INSTALLED)
+	$(PYTHON) -m ko_radiology.llama_cpp build
 
 # Debian's Chromium and a Korean font for the Space's browser test (tests/test_space_browser.py). Playwright drives
 # /usr/bin/chromium and never downloads a browser. Without root or apt this prints the command and goes on.

@@ -50,6 +50,7 @@ COMMANDS = {
     "report": ("eval.report", "python -m eval.report"),
     "calibrate": ("eval.calibrate", "python -m eval.calibrate"),
     "models": ("ko_radiology.embedded_models", "python -m ko_radiology.embedded_models"),
+    "llama-cpp": ("ko_radiology.llama_cpp", "python -m ko_radiology.llama_cpp"),
 }
 """command → (module[:function], the `python -m` form it stands for); the function is `main` unless named."""
 

@@ -68,7 +68,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _stop_with_parent() -> None:
+def stop_with_parent() -> None:
     """In the child, before exec: get SIGTERM if the parent dies without cleaning up (kill -9), Linux only."""
     if sys.platform == "linux":
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -95,7 +95,7 @@ def start(service: Service) -> None:
             stderr=subprocess.STDOUT,
             env={**os.environ, **service.env},
             start_new_session=True,  # own process group: the terminal's Ctrl-C reaches us, and we stop the group
-            preexec_fn=_stop_with_parent,
+            preexec_fn=stop_with_parent,
         )
     print(f"Started {service.name} (pid {service.process.pid}, log {service.log_path}).", flush=True)
 

@@ -268,7 +268,7 @@ class HubRequest:
 
 class HubStandin(LoopbackServer):
     """A Hugging Face Hub stand-in: it records every request and answers just enough of the Hub API for
-    `huggingface_hub.HfApi` to create a repo, change its settings and upload a folder of small files.
+    `huggingface_hub.HfApi` to create a dataset or model repo, change its settings and upload a folder of small files.
 
         with HubStandin() as hub:
             HfApi(endpoint=hub.root, token="hf_test").create_repo("org/x", repo_type="dataset", private=True)
@@ -294,7 +294,8 @@ class HubStandin(LoopbackServer):
             payload = json.loads(body)
             self.requests.append(HubRequest(method, path, payload))
             repo_id = f"{payload['organization']}/{payload['name']}"
-            return 200, {"url": f"{self.root}/datasets/{repo_id}", "name": repo_id, "id": "0" * 24}
+            prefix = "" if payload.get("type", "model") == "model" else f"{payload['type']}s/"
+            return 200, {"url": f"{self.root}/{prefix}{repo_id}", "name": repo_id, "id": "0" * 24}
         if method == "POST" and path == "/api/validate-yaml":  # upload_folder has the card's front matter checked
             payload = json.loads(body)
             self.requests.append(HubRequest(method, path, payload))
@@ -306,19 +307,20 @@ class HubStandin(LoopbackServer):
         if method == "PUT" and re.fullmatch(r"/api/datasets/[^/]+/[^/]+/settings", path):
             self.requests.append(HubRequest(method, path, json.loads(body)))
             return 200, {}
-        if method == "POST" and re.fullmatch(r"/api/datasets/[^/]+/[^/]+/preupload/[^/]+", path):
+        if method == "POST" and re.fullmatch(r"/api/(datasets|models)/[^/]+/[^/]+/preupload/[^/]+", path):
             payload = json.loads(body)
             self.requests.append(HubRequest(method, path, payload))
             files = [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in payload["files"]]
             return 200, {"files": files}
-        if method == "POST" and re.fullmatch(r"/api/datasets/[^/]+/[^/]+/commit/[^/]+", path):
+        if method == "POST" and re.fullmatch(r"/api/(datasets|models)/[^/]+/[^/]+/commit/[^/]+", path):
             lines = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
             added = tuple(line["value"]["path"] for line in lines if line["key"] == "file")
             for line in lines:
                 if line["key"] == "file":
                     base64.b64decode(line["value"]["content"])  # the content really is there
             self.requests.append(HubRequest(method, path, lines[0]["value"], added))
-            url = f"{self.root}/datasets/{path.split('/')[3]}/{path.split('/')[4]}/commit/{COMMIT_OID}"
+            kind, org, name = path.split("/")[2:5]
+            url = f"{self.root}/{'' if kind == 'models' else kind + '/'}{org}/{name}/commit/{COMMIT_OID}"
             return 200, {"commitUrl": url, "commitOid": COMMIT_OID, "pullRequestUrl": None}
         self.requests.append(HubRequest(method, path, None))
         return 404, {"error": f"the stand-in does not serve {method} {path}"}

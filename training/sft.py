@@ -53,6 +53,7 @@ from ko_radiology.embedded_models import EMBEDDED_HUB_IDS
 from ko_radiology.hardware import cpu_model_name, default_dtype
 from ko_radiology.model_loading import looks_like_local_path, resolve_model
 from training.data import OVERLONG_POLICIES, prepare_qa_split
+from training.hub_push import push_model_folder
 from training.model_card import card_values, write_model_card
 from training.special_tokens import (
     freeze_and_merge_token_rows,
@@ -202,18 +203,6 @@ def eval_losses(log_history: list[dict]) -> tuple[float | None, float | None]:
     return before, evals[-1]["eval_loss"] if evals else None
 
 
-def push_adapter(output_dir: str, hub_model_id: str, private: bool | None = None) -> str:
-    """Upload the adapter, tokenizer and card (not the checkpoints) to `hub_model_id`; the token comes from the env."""
-    from huggingface_hub import HfApi
-
-    api = HfApi()
-    api.create_repo(hub_model_id, private=private, exist_ok=True)
-    commit = api.upload_folder(
-        repo_id=hub_model_id, folder_path=output_dir, allow_patterns=list(HUB_FILES), commit_message="Upload adapter"
-    )
-    return str(commit)
-
-
 def main(script_args: QAScriptArguments, training_args: SFTConfig, model_args: ModelConfig, recipe: str | None = None):
     if MKL_SHIM:
         print(MKL_SHIM)
@@ -308,7 +297,9 @@ def main(script_args: QAScriptArguments, training_args: SFTConfig, model_args: M
         )
         trainer.accelerator.print(f"Saved the adapter, tokenizer and card to {training_args.output_dir}: {results}")
         if push_to_hub:
-            push_adapter(training_args.output_dir, training_args.hub_model_id, training_args.hub_private_repo)
+            push_model_folder(
+                training_args.output_dir, training_args.hub_model_id, list(HUB_FILES), training_args.hub_private_repo
+            )
             trainer.accelerator.print(f"Pushed to https://huggingface.co/{training_args.hub_model_id}.")
     return trainer
 
