@@ -1,7 +1,7 @@
 """llama.cpp, from the one source every machine of the project reaches: the pinned `llama-cpp-python` sdist on PyPI.
 
     python -m ko_radiology.llama_cpp fetch     # the sources: llama.cpp's GGUF converter and its gguf-py (~1 min)
-    python -m ko_radiology.llama_cpp build     # ... and llama-server, llama-bench, llama-quantize (~12 min, 2 cores)
+    python -m ko_radiology.llama_cpp build     # ... and llama-server, llama-bench, llama-quantize (10-20 min, 2 cores)
     python -m ko_radiology.llama_cpp status    # what is there, where, and why not what is missing
     python -m ko_radiology.llama_cpp path llama-server   # one program's path (exit 2, saying why, if not built)
 
@@ -183,7 +183,9 @@ def unpack_sdist(out_dir: Path) -> None:
     print(f"Downloading the llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION} sdist from PyPI (~77 MB) ...", flush=True)
     requirement = f"llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION}"
     command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", "llama-cpp-python"]
-    result = subprocess.run([*command, requirement, "--dest", str(out_dir)], capture_output=True, text=True)
+    result = subprocess.run(
+        [*command, requirement, "--dest", str(out_dir)], capture_output=True, text=True, preexec_fn=stop_with_parent
+    )
     if result.returncode != 0:
         raise RuntimeError(f"pip could not download {requirement}:\n{(result.stderr or result.stdout)[-2000:]}")
     sdist = next(out_dir.glob("llama_cpp_python-*.tar.gz"))
@@ -243,19 +245,33 @@ def server_service(gguf_path: str | Path, port: int, log_dir: Path, slots: int =
     )
 
 
+GROUP_WRAPPER = ("sh", "-c", 'trap "trap - TERM; kill -TERM 0" TERM; "$@" & wait $!', "sh")
+"""Runs a command in a process group of its own that SIGTERM ends whole: cmake does not pass a signal on to make and
+the compilers, so the wrapper ends them all."""
+
+
 def run_logged(command: list[str], log_path: Path, echo: Callable[[str], bool] = lambda line: False) -> None:
     """Run one step of a build or conversion with its output appended to `log_path` (line by line: `tail -f` shows
-    it), echoing the lines `echo` picks as progress. The step gets SIGTERM if this process dies (kill -9), so none
-    outlives the lock. A failure raises RuntimeError with the end of the log."""
+    it), echoing the lines `echo` picks as progress. If this process dies (kill -9 too), the step and everything it
+    started get SIGTERM, so no compile outlives the lock. A failure raises RuntimeError with the end of the log."""
     with log_path.open("a", encoding="utf-8", buffering=1) as log:
         log.write(f"$ {' '.join(command)}\n")
         process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=stop_with_parent
+            [*GROUP_WRAPPER, *command],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+            preexec_fn=stop_with_parent,
         )
-        for line in process.stdout:
-            log.write(line)
-            if echo(line):
-                print(f"  {line.strip()}", flush=True)
+        try:
+            for line in process.stdout:
+                log.write(line)
+                if echo(line):
+                    print(f"  {line.strip()}", flush=True)
+        finally:  # Ctrl-C or an error here: the step stops too
+            if process.poll() is None:
+                process.terminate()
     if process.wait() != 0:
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-30:])
         raise RuntimeError(f"`{' '.join(command[:3])} ...` failed ({process.returncode}). End of {log_path}:\n{tail}")
