@@ -12,7 +12,8 @@
 - `text_checks`, `reference_metrics`, `statistics`: Korean text checks, judge-free metrics, confidence intervals;
   `atomic_io`: writes that land whole or not at all; `dataset_folders`: a Hub-shaped folder read afresh, never a stale
   cache of another folder of the same name; `cpu_blas`: MKL's fast kernels on AMD CPUs (load before torch);
-  `processes`: start local services, wait until they answer, stop them with all they started.
+  `processes`: start local services, wait until they answer, stop them with all they started; `llama_cpp`: llama.cpp
+  (GGUF converter, llama-server, llama-bench, llama-quantize) from the pinned llama-cpp-python sdist, built once.
 
 The four deployables (`dataset_builder`, `training`, `space`, `eval`) import from here and never copy it.
 """

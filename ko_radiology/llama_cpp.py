@@ -63,44 +63,34 @@ class IsaLevel:
     description: str
 
 
+X86_64_V3_FLAGS = (
+    "-DGGML_NATIVE=OFF",  # never -march=native: a native build died with "Illegal instruction" on a VM
+    "-DGGML_AVX=ON",
+    "-DGGML_AVX2=ON",
+    "-DGGML_FMA=ON",
+    "-DGGML_F16C=ON",
+    "-DGGML_BMI2=ON",
+)
+X86_64_V3_CPU = ("avx", "avx2", "fma", "f16c", "bmi2")
 ISA_LEVELS = {
     level.name: level
     for level in (
         IsaLevel(
             "x86-64-v3",
-            (
-                "-DGGML_NATIVE=OFF",
-                "-DGGML_AVX=ON",
-                "-DGGML_AVX2=ON",
-                "-DGGML_FMA=ON",
-                "-DGGML_F16C=ON",
-                "-DGGML_BMI2=ON",
-            ),
-            ("avx", "avx2", "fma", "f16c", "bmi2"),
+            X86_64_V3_FLAGS,
+            X86_64_V3_CPU,
             "AVX2/FMA/F16C: every x86-64 server CPU since 2013-2015 (Haswell, Zen)",
         ),
         IsaLevel(
             "x86-64-v4",
-            ("-DGGML_NATIVE=OFF", "-DGGML_AVX=ON", "-DGGML_AVX2=ON", "-DGGML_FMA=ON", "-DGGML_F16C=ON")
-            + ("-DGGML_BMI2=ON", "-DGGML_AVX512=ON", "-DGGML_AVX512_VNNI=ON", "-DGGML_AVX512_BF16=ON"),
-            (
-                "avx2",
-                "fma",
-                "f16c",
-                "bmi2",
-                "avx512f",
-                "avx512bw",
-                "avx512dq",
-                "avx512vl",
-                "avx512_vnni",
-                "avx512_bf16",
-            ),
+            X86_64_V3_FLAGS + ("-DGGML_AVX512=ON", "-DGGML_AVX512_VNNI=ON", "-DGGML_AVX512_BF16=ON"),
+            X86_64_V3_CPU + ("avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl", "avx512_vnni", "avx512_bf16"),
             "AVX-512 with VNNI and BF16: Cooper Lake, Sapphire Rapids and later Xeons, Zen 4 and later",
         ),
         IsaLevel(
             "baseline",
-            ("-DGGML_NATIVE=OFF", "-DGGML_AVX=OFF", "-DGGML_AVX2=OFF", "-DGGML_FMA=OFF", "-DGGML_F16C=OFF")
-            + ("-DGGML_BMI2=OFF", "-DGGML_SSE42=OFF"),
+            ("-DGGML_NATIVE=OFF", "-DGGML_SSE42=OFF", "-DGGML_AVX=OFF", "-DGGML_AVX2=OFF", "-DGGML_FMA=OFF")
+            + ("-DGGML_F16C=OFF", "-DGGML_BMI2=OFF"),
             (),
             "the architecture's baseline: runs anywhere, slowly; for CPUs without AVX2 and non-x86 machines",
         ),
@@ -111,7 +101,7 @@ ISA_LEVELS = {
 def default_isa() -> str:
     """x86-64-v3 where the machine is x86-64 and has its flags, else the baseline."""
     machine_is_x86 = platform.machine().lower() in ("x86_64", "amd64")
-    return "x86-64-v3" if machine_is_x86 and set(ISA_LEVELS["x86-64-v3"].cpu_flags) <= cpu_flags() else "baseline"
+    return "x86-64-v3" if machine_is_x86 and set(X86_64_V3_CPU) <= cpu_flags() else "baseline"
 
 
 def llama_cpp_cache() -> Path:
