@@ -1,7 +1,7 @@
 """llama.cpp, from the one source every machine of the project reaches: the pinned `llama-cpp-python` sdist on PyPI.
 
     python -m ko_radiology.llama_cpp fetch     # the sources: llama.cpp's GGUF converter and its gguf-py (~1 min)
-    python -m ko_radiology.llama_cpp build     # ... and llama-server, llama-bench, llama-quantize (10-20 min, 2 cores)
+    python -m ko_radiology.llama_cpp build     # ... and llama-server, llama-bench, llama-quantize (~20 min, 2 cores)
     python -m ko_radiology.llama_cpp status    # what is there, where, and why not what is missing
     python -m ko_radiology.llama_cpp path llama-server   # one program's path (exit 2, saying why, if not built)
 
