@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import datasets
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -170,6 +171,9 @@ def test_two_folders_of_the_same_name_load_their_own_rows(gold_hub_folder, tmp_p
     rows = {folder: load_qa_splits(str(folder), "qa", ["train"])["train"].num_rows for folder in (full, cut, full)}
     assert rows[cut] == 5 < rows[full]
     assert len(read_questions(str(cut), "train")) == 5
+    table = pq.read_table(train_file)  # re-exported in place with a column more, as a newer builder writes it
+    pq.write_table(table.append_column("new_column", pa.array(["x"] * table.num_rows)), train_file)
+    assert "new_column" in load_qa_splits(str(cut), "qa", ["train"])["train"].column_names
 
 
 def test_conversation_per_report_labels_every_answer_and_reads_the_report_once(gold_hub_folder, tokenizer):
