@@ -39,6 +39,14 @@ SAMPLE_DATASET = "the synthetic sample"
 def load_qa_splits(name_or_path: str, config_name: str, splits: list[str]) -> datasets.DatasetDict:
     """Load `splits` of the dataset config and check each has rows and the columns the prompt needs: what training
     learns from and the quality check answers."""
+    dataset = load_splits(name_or_path, config_name, splits)
+    return datasets.DatasetDict(
+        {split: check_qa_split(dataset[split], f"{name_or_path} [{split}]") for split in splits}
+    )
+
+
+def load_splits(name_or_path: str, config_name: str, splits: list[str]) -> datasets.DatasetDict:
+    """Load `splits` of the dataset config as they are (a dataset mixture renames columns before checking them)."""
     try:
         dataset = load_dataset_config(name_or_path, config_name)
     except (FileNotFoundError, ValueError) as error:
@@ -51,15 +59,13 @@ def load_qa_splits(name_or_path: str, config_name: str, splits: list[str]) -> da
             f"Could not load config {config_name!r} of dataset {name_or_path!r}: {error}. Pass --dataset_name with a "
             "folder written by `python -m dataset_builder export` or a Hub id, and --dataset_config qa."
         ) from error
-    selected = {}
     for split in splits:
         if split not in dataset:
             raise ValueError(
                 f"Dataset {name_or_path!r} ({config_name}) has no split {split!r} (splits: {', '.join(dataset)}). "
-                "Set dataset_train_split / dataset_test_split in the recipe."
+                "Pick one in the recipe (dataset_train_split, dataset_test_split, or a dataset_mixture entry's split)."
             )
-        selected[split] = check_qa_split(dataset[split], f"{name_or_path} [{split}]")
-    return datasets.DatasetDict(selected)
+    return datasets.DatasetDict({split: dataset[split] for split in splits})
 
 
 def check_qa_split(split: datasets.Dataset, label: str) -> datasets.Dataset:
