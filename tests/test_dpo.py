@@ -9,10 +9,12 @@ import trl.trainer.utils
 from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
+from trl import DPOConfig, ModelConfig, TrlParser
 
 from ko_radiology.answer_kinds import declines, yes_no_word
 from ko_radiology.dataset_folders import load_qa_splits
 from ko_radiology.embedded_models import EMBEDDED_HUB_IDS, prepare_tiny_model
+from training.dpo import PreferenceScriptArguments
 from training.dpo import cli as dpo
 from training.preference_pairs import DEFECTS, preference_pairs, swap_sides
 from training.sft import main as sft
@@ -115,3 +117,13 @@ def test_a_folder_that_is_no_adapter_is_one_line(tmp_path, capsys):
         == 2
     )
     assert "is no adapter folder" in capsys.readouterr().err
+
+
+def test_the_shipped_dpo_recipe_parses(sft_adapter, gold_hub_folder):
+    recipe = ["--config", "training/recipes/gemma3-270m-cpu-dpo.yaml", "--sft_adapter", str(sft_adapter)]
+    script_args, training_args, _ = TrlParser(
+        (PreferenceScriptArguments, DPOConfig, ModelConfig)
+    ).parse_args_and_config([*recipe, "--dataset_name", str(gold_hub_folder)])
+    assert (
+        script_args.pair_tasks == ["질문 답변"] and training_args.save_strategy == "no" and training_args.beta == 0.1
+    )
