@@ -120,10 +120,8 @@ def test_a_folder_that_is_no_adapter_is_one_line(tmp_path, capsys):
 
 
 def test_the_shipped_dpo_recipe_parses(sft_adapter, gold_hub_folder):
+    parser = TrlParser((PreferenceScriptArguments, DPOConfig, ModelConfig))
     recipe = ["--config", "training/recipes/gemma3-270m-cpu-dpo.yaml", "--sft_adapter", str(sft_adapter)]
-    script_args, training_args, _ = TrlParser(
-        (PreferenceScriptArguments, DPOConfig, ModelConfig)
-    ).parse_args_and_config([*recipe, "--dataset_name", str(gold_hub_folder)])
-    assert (
-        script_args.pair_tasks == ["질문 답변"] and training_args.save_strategy == "no" and training_args.beta == 0.1
-    )
+    script_args, training_args, _ = parser.parse_args_and_config([*recipe, "--dataset_name", str(gold_hub_folder)])
+    assert script_args.pair_tasks == ["질문 답변"] and training_args.beta == 0.1
+    assert training_args.save_strategy == "no", "YAML reads a bare no as False"
