@@ -86,10 +86,17 @@ $(SAMPLE)/README.md: $(SAMPLE_FILES) | $(INSTALLED)
 # never train twice, and an interrupted training resumes from its last checkpoint. The recipe's comment lines are left
 # out: they change nothing trained (`make docs` rewrites the CPU recipe's header when a run is measured).
 ADAPTERS := $(OUT)/adapters
-training_key = $(shell { cat $(1)/qa/*.parquet; grep -v '^\#' $(RECIPE); echo '$(TRAIN_FLAGS)'; } | $(SHA256) | cut -c1-16)
+# A recipe with a `dataset_mixture` names its datasets itself (the sample's folder is then not passed), and the key
+# hashes the local files and folders its entries name too (an `id:` that is a path here).
+MIXTURE := $(shell grep -q '^dataset_mixture:' $(RECIPE) 2>/dev/null && echo 1)
+MIXED_PATHS := $(if $(MIXTURE),$(shell sed -n 's/^ *- *id: *\([^ #]*\).*/\1/p' $(RECIPE)))
+mixed_files = $(foreach path,$(MIXED_PATHS),$(if $(wildcard $(path)/qa),$(wildcard $(path)/qa/*.parquet),$(wildcard $(path))))
+training_key = $(shell { cat $(1)/qa/*.parquet $(mixed_files) /dev/null; grep -v '^\#' $(RECIPE); \
+	echo '$(TRAIN_FLAGS)'; } | $(SHA256) | cut -c1-16)
 
 $(ADAPTERS)/%/adapter/adapter_config.json:
-	$(PYTHON) -m training.sft --config $(RECIPE) --dataset_name $(TRAIN_DATA) --output_dir $(@D) $(TRAIN_FLAGS)
+	$(PYTHON) -m training.sft --config $(RECIPE) $(if $(MIXTURE),,--dataset_name $(TRAIN_DATA)) --output_dir $(@D) \
+	    $(TRAIN_FLAGS)
 
 $(ADAPTERS)/%/merged/config.json: $(ADAPTERS)/%/adapter/adapter_config.json
 	$(PYTHON) -m training.export $(<D) --out $(@D) --dtype $(MERGE_DTYPE)

@@ -25,9 +25,35 @@ ROOT = Path(__file__).resolve().parents[1]
 QUALITY = ROOT / "docs" / "results" / "quality.json"
 README = ROOT / "README.md"
 RECIPE = ROOT / "training" / "recipes" / "gemma3-270m-cpu.yaml"
-MIN_STOP_RATE = 0.9  # eval.check's targets (tests/test_docs.py keeps them equal)
+MIN_STOP_RATE = 0.95  # eval.check's targets (tests/test_docs.py keeps them equal)
 MAX_LOOPING = 0
+MIN_YES_NO_ACCURACY = 0.85
+MIN_UNANSWERABLE_DECLINED = 0.75
+MAX_ANSWERABLE_DECLINED = 0.05
 METRICS = {"chrf_pp": "chrF++", "rouge_l_chars": "character ROUGE-L"}
+BEHAVIOURS = {
+    "yes_no_accuracy": (
+        "yes/no questions answered with the gold's 네/아니요",
+        "yes_no_questions",
+        "≥",
+        MIN_YES_NO_ACCURACY,
+    ),
+    "unanswerable_declined": (
+        "unanswerable questions declined",
+        "unanswerable_questions",
+        "≥",
+        MIN_UNANSWERABLE_DECLINED,
+    ),
+    "answerable_declined": (
+        "false refusals: answerable questions declined",
+        "answerable_questions",
+        "≤",
+        MAX_ANSWERABLE_DECLINED,
+    ),
+    "abbreviation_accuracy": ("abbreviations expanded as the glossary does", "abbreviation_pairs", None, None),
+}
+"""Each behaviour share of eval.check: its row label, the count it is a share of, and its target (None: none).
+A quality.json from before eval.check measured them (or a split without their columns) renders "not measured"."""
 INLINE = re.compile(r"<!-- results:(\w+) -->.*?<!-- /results -->")
 
 
@@ -57,6 +83,49 @@ def met(ok: bool) -> str:
     return "met" if ok else "**not met**"
 
 
+def share(quality: dict, name: str) -> str:
+    """`44% (19–73%)`: a behaviour share with its 95% Wilson interval, or `not measured`."""
+    if quality.get(name) is None:
+        return "not measured"
+    low, high = quality[f"{name}_ci95"]
+    return f"{quality[name]:.0%} ({low:.0%}–{high:.0%})"
+
+
+def behaviour_target(quality: dict, name: str) -> str:
+    """`≥ 85% — met`, from this file's constants (eval.check's), as the other rows' targets."""
+    _, _, op, bound = BEHAVIOURS[name]
+    if op is None:
+        return "no target"
+    value = quality.get(name)
+    if value is None:
+        return f"{op} {bound:.0%} — not measured"
+    return f"{op} {bound:.0%} — {met(value >= bound if op == '≥' else value <= bound)}"
+
+
+def behaviour_rows(quality: dict) -> list[str]:
+    """One table row per behaviour: model, base (each with its CI) and target."""
+    rows = []
+    for name, (label, count, _, _) in BEHAVIOURS.items():
+        over = f" ({quality[count]})" if quality.get(count) else ""
+        rows.append(
+            f"| {label}{over} | {share(quality, name)} | {share(quality, f'base_{name}')} | "
+            f"| {behaviour_target(quality, name)} |"
+        )
+    return rows
+
+
+def task_rows(quality: dict) -> list[str]:
+    """chrF++ per task, when the file has it: no target, the difference's CI only."""
+    rows = []
+    for task, scores in (quality.get("chrf_pp_by_task") or {}).items():
+        low, high = scores["difference_ci95"]
+        rows.append(
+            f"| chrF++, {task} ({scores['examples']}) | {scores['chrf_pp']:.3f} | {scores['base_chrf_pp']:.3f} "
+            f"| {scores['difference']:+.3f} ({low:+.3f} to {high:+.3f}) | |"
+        )
+    return rows
+
+
 def results_table(quality: dict) -> str:
     """The README's Results block: what was answered, then the reference metrics against their targets."""
     stopped = sum(quality["stop_tokens"].values())
@@ -64,7 +133,9 @@ def results_table(quality: dict) -> str:
     lead = (
         f"Reference metrics, from `eval.check` ([docs/results/quality.json](docs/results/quality.json), which "
         f"`make docs` renders here), on the {quality['examples']} questions of the `{quality['split']}` split of "
-        f"{quality['dataset']} (greedy, ≤ {quality['max_new_tokens']} new tokens; base `{quality['base']}`):"
+        f"{quality['dataset']} (greedy, ≤ {quality['max_new_tokens']} new tokens; base `{quality['base']}`); a "
+        "behaviour's row counts the questions it is measured on (abbreviations: pairs of question and abbreviation), "
+        "and each share comes with its 95% Wilson interval:"
     )
     lines = [
         *wrap(lead),
@@ -83,7 +154,9 @@ def results_table(quality: dict) -> str:
             f"| {label} against the gold answers | {quality[metric]:.3f} | {quality[f'base_{metric}']:.3f} "
             f"| {difference(quality, metric)} | CI above 0 — {met(above)} |"
         )
-    return "\n".join(lines)
+        if metric == "chrf_pp":
+            lines += task_rows(quality)
+    return "\n".join(lines + behaviour_rows(quality))
 
 
 def recipe_lines(quality: dict) -> str:
@@ -102,8 +175,21 @@ def recipe_lines(quality: dict) -> str:
         else "95% CIs: " + "; ".join(f"{label} {difference(quality, metric, 2)}" for metric, label in METRICS.items())
     )
     sentence = f"On the {quality['examples']} test questions {stop}, {loops}, {gains} over the base ({cis})."
+    if any(quality.get(name) is not None for name in BEHAVIOURS):
+        sentence += " " + behaviour_sentence(quality)
     header = "# Answer quality, rendered from docs/results/quality.json by `make docs`:"
     return "\n".join([header, *wrap(sentence, "# ")])
+
+
+def behaviour_sentence(quality: dict) -> str:
+    """`Yes/no questions answered with the gold's 네/아니요: 44% (target ≥ 85%); ...`: the behaviours with a target."""
+    parts = "; ".join(
+        f"{label}: {'not measured' if quality.get(name) is None else format(quality[name], '.0%')} "
+        f"(target {op} {bound:.0%})"
+        for name, (label, _, op, bound) in BEHAVIOURS.items()
+        if op is not None
+    )
+    return f"{parts[0].upper()}{parts[1:]}."
 
 
 def wrap(text: str, prefix: str = "") -> list[str]:

@@ -1,4 +1,5 @@
-"""Would a user accept this model's answers? Stop rate, loops and overlap with the gold answers, against the base.
+"""Would a user accept this model's answers? Stop rate, loops, overlap with the gold answers and what it does with
+yes/no, unanswerable and abbreviation questions, against the base.
 
 ```bash
 python -m eval.check out/gemma3-270m-ko-radiology-lora --split test                  # on the shipped sample
@@ -9,13 +10,22 @@ Greedy decoding, at most `--max-new-tokens` (256), batched, on every row of the 
 same prompts. Printed, and written to `quality.json` in the model folder, whose model card then shows it (the card is
 training's: `python -m training card MODEL_DIR` renders it again):
 
-- stop rate: answers that end with the end-of-turn token before the limit (target >= 90%);
+- stop rate: answers that end with the end-of-turn token before the limit (target >= 95%);
 - looping answers: answers that repeat a word 4-gram 3 or more times (target 0);
 - chrF++ and character ROUGE-L against the gold answers, for the model and the base, with a paired bootstrap 95%
-  confidence interval of the difference (target: the whole interval above 0).
+  confidence interval of the difference (target: the whole interval above 0); chrF++ also per task (질문 답변,
+  축약어 확장, 바꾸어 말하기, 요약), with the same interval, no target;
+- per behaviour (`eval.behaviours`), for the model and the base, each a share with a 95% Wilson interval: yes/no
+  questions whose answer starts with the gold's 네/아니요 (`yes_no_accuracy`, target >= 85%), unanswerable questions
+  declined (`unanswerable_declined`, target >= 75%), answerable ones declined (`answerable_declined`, false refusals,
+  target <= 5%), and the abbreviations the gold answers expand that the answer expands too, in the glossary's English
+  or Korean (`abbreviation_accuracy`, no target). A split without the `question_type` column has its types read off
+  the gold answers; one without `expanded_abbreviations` has no abbreviation accuracy (null).
 
-Answers are cached per question (`ko_radiology.answer_cache`): the base's, which never stop by themselves and are the
-slow half, are generated once for every check and `eval.compare` run. `quality_answers.jsonl` holds every answer.
+`targets` in `quality.json` says, per target, what it is and whether it is met (null: not measured on this split);
+`meets_targets` is whether all are. Answers are cached per question (`ko_radiology.answer_cache`): the base's, which
+never stop by themselves and are the slow half, are generated once for every check and `eval.compare` run.
+`quality_answers.jsonl` holds every answer with its question's type and task.
 """
 
 import argparse
@@ -30,19 +40,39 @@ from ko_radiology.cpu_blas import load_mkl_vendor_shim
 
 load_mkl_vendor_shim()  # before torch is imported (ko_radiology/cpu_blas.py)
 
+from eval.behaviours import COUNTS, GoldLabels, behaviours, gold_labels
 from ko_radiology.answer_cache import cached_answers
 from ko_radiology.atomic_io import write_text_atomically
 from ko_radiology.dataset_folders import dataset_label, load_qa_splits
 from ko_radiology.embedded_models import EMBEDDED_HUB_IDS
 from ko_radiology.generation import Answer, is_adapter
+from ko_radiology.glossary import Glossary
 from ko_radiology.hardware import default_dtype
 from ko_radiology.model_loading import local_base_for, resolve_model
+from ko_radiology.prompts import TASK_TYPES
 from ko_radiology.reference_metrics import chrf_pp_scores, rouge_l_chars_scores
 from ko_radiology.statistics import paired_bootstrap
 
-MIN_STOP_RATE = 0.9
+MIN_STOP_RATE = 0.95
 MAX_LOOPING = 0
+MIN_YES_NO_ACCURACY = 0.85
+MIN_UNANSWERABLE_DECLINED = 0.75
+MAX_ANSWERABLE_DECLINED = 0.05
+BOUNDS = {
+    "stop_rate": (">=", MIN_STOP_RATE),
+    "looping": ("<=", MAX_LOOPING),
+    "yes_no_accuracy": (">=", MIN_YES_NO_ACCURACY),
+    "unanswerable_declined": (">=", MIN_UNANSWERABLE_DECLINED),
+    "answerable_declined": ("<=", MAX_ANSWERABLE_DECLINED),
+}
+"""The targets on a number of `quality.json`; the metric differences have theirs in `targets` (CI above 0)."""
 METRICS = {"chrf_pp": chrf_pp_scores, "rouge_l_chars": rouge_l_chars_scores}
+BEHAVIOUR_LABELS = {
+    "yes_no_accuracy": "yes/no questions answered with the gold's 네/아니요",
+    "unanswerable_declined": "unanswerable questions declined",
+    "answerable_declined": "answerable questions declined (false refusals)",
+    "abbreviation_accuracy": "abbreviations expanded as the glossary does",
+}
 QUALITY_FILE = "quality.json"
 """Beside the model; training's card (`training/model_card.py`) shows what it holds."""
 
@@ -66,8 +96,10 @@ def base_of(model_dir: str, base: str | None) -> str:
     return PeftConfig.from_pretrained(model_dir).base_model_name_or_path
 
 
-def quality(tuned: list[Answer], base: list[Answer], golds: list[str]) -> dict:
-    """The numbers of the module docstring as one flat dict, with the targets and whether each is met."""
+def quality(tuned: list[Answer], base: list[Answer], labels: GoldLabels, glossary: Glossary) -> dict:
+    """The numbers of the module docstring as one flat dict (chrF++ per task nested), with the targets and whether
+    each is met."""
+    golds = labels.answers
     result = {
         "examples": len(golds),
         "stop_rate": sum(answer.stopped for answer in tuned) / len(tuned),
@@ -84,29 +116,114 @@ def quality(tuned: list[Answer], base: list[Answer], golds: list[str]) -> dict:
         result[f"base_{name}"] = sum(base_scores) / len(base_scores)
         result[f"{name}_difference"] = difference.estimate
         result[f"{name}_difference_ci95"] = [difference.low, difference.high]
-    result["meets_targets"] = (
-        result["stop_rate"] >= MIN_STOP_RATE
-        and result["looping"] <= MAX_LOOPING
-        and all(result[f"{name}_difference_ci95"][0] > 0 for name in METRICS)
-    )
+        if name == "chrf_pp":
+            result["chrf_pp_by_task"] = by_task(labels.tasks, tuned_scores, base_scores)
+    result |= behaviours([answer.text for answer in tuned], [answer.text for answer in base], labels, glossary)
+    result["targets"] = targets(result)
+    result["meets_targets"] = all(target["met"] for target in result["targets"].values())
     return result
+
+
+def by_task(tasks: list[str] | None, tuned_scores: list[float], base_scores: list[float]) -> dict | None:
+    """Per task (in TASK_TYPES order): its examples, the mean score of model and base, and the paired bootstrap 95%
+    CI of the difference; None when the split has no `task` column."""
+    if tasks is None:
+        return None
+    order = {task: index for index, task in enumerate(TASK_TYPES)}
+    result = {}
+    for task in sorted(set(tasks), key=lambda task: (order.get(task, len(order)), str(task))):
+        rows = [index for index, row_task in enumerate(tasks) if row_task == task]
+        tuned, base = [tuned_scores[i] for i in rows], [base_scores[i] for i in rows]
+        difference = paired_bootstrap(tuned, base)
+        result[task] = {
+            "examples": len(rows),
+            "chrf_pp": sum(tuned) / len(tuned),
+            "base_chrf_pp": sum(base) / len(base),
+            "difference": difference.estimate,
+            "difference_ci95": [difference.low, difference.high],
+        }
+    return result
+
+
+def targets(result: dict) -> dict[str, dict]:
+    """Each target as `{"target": ">= 0.95", "met": bool}`; `met` is None for a share not measured on this split."""
+    compare = {">=": lambda value, bound: value >= bound, "<=": lambda value, bound: value <= bound}
+    goals = {
+        name: {"target": f"{op} {bound}", "met": None if result[name] is None else compare[op](result[name], bound)}
+        for name, (op, bound) in BOUNDS.items()
+    }
+    for name in METRICS:
+        goals[f"{name}_difference"] = {"target": "95% CI above 0", "met": result[f"{name}_difference_ci95"][0] > 0}
+    return goals
 
 
 def print_quality(result: dict) -> None:
     print(f"\nExamples: {result['examples']}")
+    met = {name: met_text(target["met"]) for name, target in result["targets"].items()}
     ended = ", ".join(f"{token} {count}" for token, count in result["stop_tokens"].items())
     print(
         f"Stop rate: {result['stop_rate']:.0%} ({ended or 'none'}; base {result['base_stop_rate']:.0%}; "
-        f"target >= {MIN_STOP_RATE:.0%})"
+        f"target >= {MIN_STOP_RATE:.0%}: {met['stop_rate']})"
     )
-    print(f"Looping answers: {result['looping']} (base {result['base_looping']}; target {MAX_LOOPING})")
+    print(
+        f"Looping answers: {result['looping']} (base {result['base_looping']}; target {MAX_LOOPING}: {met['looping']})"
+    )
     for name in METRICS:
         low, high = result[f"{name}_difference_ci95"]
         print(
             f"{name}: {result[name]:.3f} vs base {result[f'base_{name}']:.3f}, difference "
-            f"{result[f'{name}_difference']:+.3f} (95% CI {low:+.3f} to {high:+.3f}; target: above 0)"
+            f"{result[f'{name}_difference']:+.3f} (95% CI {low:+.3f} to {high:+.3f}; target: above 0: "
+            f"{met[f'{name}_difference']})"
         )
-    print("All targets met." if result["meets_targets"] else "Some targets are NOT met.")
+        if name == "chrf_pp":
+            print_by_task(result["chrf_pp_by_task"] or {})
+    for name, count in COUNTS.items():
+        print(f"{name}, {BEHAVIOUR_LABELS[name]}: {behaviour_line(result, name, count)}")
+    if result["question_types_from_gold_answers"]:
+        print(f"Question types read off the gold answers for {result['question_types_from_gold_answers']} rows.")
+    if result["abbreviations_not_scored"]:
+        print(f"Not in the glossary, not scored: {', '.join(result['abbreviations_not_scored'])}.")
+    print_verdict(result["targets"])
+
+
+def print_by_task(by_task: dict) -> None:
+    for task, scores in by_task.items():
+        low, high = scores["difference_ci95"]
+        print(
+            f"  {task} ({scores['examples']}): {scores['chrf_pp']:.3f} vs base {scores['base_chrf_pp']:.3f}, "
+            f"difference {scores['difference']:+.3f} (95% CI {low:+.3f} to {high:+.3f})"
+        )
+
+
+def print_verdict(goals: dict[str, dict]) -> None:
+    missed = [name for name, goal in goals.items() if goal["met"] is False]
+    unmeasured = [name for name, goal in goals.items() if goal["met"] is None]
+    if not missed and not unmeasured:
+        print("All targets met.")
+    if missed:
+        print(f"Targets NOT met: {', '.join(missed)}.")
+    if unmeasured:
+        print(f"Targets not measured on this split: {', '.join(unmeasured)}.")
+
+
+def met_text(met: bool | None) -> str:
+    return "not measured" if met is None else "met" if met else "NOT met"
+
+
+def behaviour_line(result: dict, name: str, count: str) -> str:
+    """`75% (95% CI 60% to 86%) of 40; base 10% (...); target >= 85%: NOT met`, or why it is not measured."""
+    if result[name] is None:
+        return "not measured: " + ("the split does not label them" if result[count] is None else "none in the split")
+    text = f"{percent_ci(result[name], result[f'{name}_ci95'])} of {result[count]}; "
+    text += f"base {percent_ci(result[f'base_{name}'], result[f'base_{name}_ci95'])}"
+    if name in BOUNDS:
+        op, bound = BOUNDS[name]
+        text += f"; target {op} {bound:.0%}: {met_text(result['targets'][name]['met'])}"
+    return text
+
+
+def percent_ci(share: float, ci95: list[float]) -> str:
+    return f"{share:.0%} (95% CI {ci95[0]:.0%} to {ci95[1]:.0%})"
 
 
 def run_check(args: argparse.Namespace) -> dict:
@@ -116,18 +233,23 @@ def run_check(args: argparse.Namespace) -> dict:
         rows = rows.shuffle(seed=0).select(range(min(args.limit, len(rows)))) if args.limit else rows
         generators = set(rows["generator_model"]) if "generator_model" in rows.column_names else set()
         dataset_name, _ = dataset_label(dataset, generators)  # as the card names it, never a path on this machine
+    labels = gold_labels(rows, f"{dataset_name} [{args.split}]")  # a bad label stops the check before generating
     questions = list(zip(rows["report_ko"], rows["instruction"], strict=True))
     base = base_of(args.model, args.base)
     tuned_answers, untuned = (
         cached_answers(model, questions, args.max_new_tokens, args.batch_size, args.dtype)
         for model in (args.model, local_base_for(base) if args.base is None else resolve_model(args.base))
     )
-    result = quality(tuned_answers, untuned, rows["answer"])
+    result = quality(tuned_answers, untuned, labels, Glossary.from_tsv())
     result.update(split=args.split, dataset=dataset_name, base=base, subset=args.limit)
     result["max_new_tokens"] = args.max_new_tokens
+    tasks = labels.tasks or [None] * len(questions)
     answers = [
-        {"instruction": q, "gold": gold, "answer": t.text, "stopped": t.stopped, "base_answer": b.text}
-        for (_, q), gold, t, b in zip(questions, rows["answer"], tuned_answers, untuned, strict=True)
+        {"instruction": q, "task": task, "question_type": kind, "gold": gold}
+        | {"answer": t.text, "stopped": t.stopped, "base_answer": b.text}
+        for (_, q), task, kind, gold, t, b in zip(
+            questions, tasks, labels.question_types, labels.answers, tuned_answers, untuned, strict=True
+        )
     ]
     model_dir = Path(args.model)
     write_text_atomically(model_dir / QUALITY_FILE, json.dumps(result, indent=2, ensure_ascii=False) + "\n")

@@ -2,24 +2,31 @@
 
 `datasets` (5.2) names the cache of a local folder after the folder's name, config and split patterns, not its
 content: two exports both called `ko-cxr-qa` (the sample's and a MIMIC build's, or one folder re-exported with more
-rows) load as whichever was read first. A local folder is therefore always read afresh from its Parquet files; this
-costs a second or two for the sample and is what every part that reads such a folder calls. The `qa` config's splits
-are loaded and checked here too, for training and for the quality check alike.
+rows or new columns) load as whichever was read first, or fail to cast the new files to the old features. A local
+folder is therefore loaded into a cache of its own content (the size and modification time of every file in it):
+unchanged, it is read from that cache; changed in any way, it is read afresh. This is what every part that reads such
+a folder calls. The `qa` config's splits are loaded and checked here too, for training and for the quality check
+alike.
 """
 
+import hashlib
 from pathlib import Path
 
 import datasets
 
 
-def load_dataset_config(name_or_path: str, config_name: str, **kwargs) -> datasets.DatasetDict | datasets.Dataset:
-    """`datasets.load_dataset(name_or_path, config_name, **kwargs)`, re-read from disk when it is a local folder.
+def content_cache_dir(folder: Path) -> Path:
+    """A `datasets` cache folder for exactly this content of `folder`: a re-export lands in a new one."""
+    files = sorted(path for path in folder.rglob("*") if path.is_file())
+    stats = [(str(path.relative_to(folder)), path.stat().st_size, path.stat().st_mtime_ns) for path in files]
+    digest = hashlib.sha256(repr(stats).encode()).hexdigest()[:16]
+    return Path(datasets.config.HF_DATASETS_CACHE) / "ko-radiology-local-folders" / digest
 
-    The cached split sizes of the folder's previous content would fail verification, so it is skipped for a folder
-    (there is nothing downloaded to verify).
-    """
+
+def load_dataset_config(name_or_path: str, config_name: str, **kwargs) -> datasets.DatasetDict | datasets.Dataset:
+    """`datasets.load_dataset(name_or_path, config_name, **kwargs)`, a local folder from the cache of its content."""
     if Path(name_or_path).is_dir():
-        kwargs = {"download_mode": "force_redownload", "verification_mode": "no_checks", **kwargs}
+        kwargs = {"cache_dir": str(content_cache_dir(Path(name_or_path))), **kwargs}
     return datasets.load_dataset(name_or_path, config_name, **kwargs)
 
 
@@ -32,6 +39,14 @@ SAMPLE_DATASET = "the synthetic sample"
 def load_qa_splits(name_or_path: str, config_name: str, splits: list[str]) -> datasets.DatasetDict:
     """Load `splits` of the dataset config and check each has rows and the columns the prompt needs: what training
     learns from and the quality check answers."""
+    dataset = load_splits(name_or_path, config_name, splits)
+    return datasets.DatasetDict(
+        {split: check_qa_split(dataset[split], f"{name_or_path} [{split}]") for split in splits}
+    )
+
+
+def load_splits(name_or_path: str, config_name: str, splits: list[str]) -> datasets.DatasetDict:
+    """Load `splits` of the dataset config as they are (a dataset mixture renames columns before checking them)."""
     try:
         dataset = load_dataset_config(name_or_path, config_name)
     except (FileNotFoundError, ValueError) as error:
@@ -44,15 +59,13 @@ def load_qa_splits(name_or_path: str, config_name: str, splits: list[str]) -> da
             f"Could not load config {config_name!r} of dataset {name_or_path!r}: {error}. Pass --dataset_name with a "
             "folder written by `python -m dataset_builder export` or a Hub id, and --dataset_config qa."
         ) from error
-    selected = {}
     for split in splits:
         if split not in dataset:
             raise ValueError(
                 f"Dataset {name_or_path!r} ({config_name}) has no split {split!r} (splits: {', '.join(dataset)}). "
-                "Set dataset_train_split / dataset_test_split in the recipe."
+                "Pick one in the recipe (dataset_train_split, dataset_test_split, or a dataset_mixture entry's split)."
             )
-        selected[split] = check_qa_split(dataset[split], f"{name_or_path} [{split}]")
-    return datasets.DatasetDict(selected)
+    return datasets.DatasetDict({split: dataset[split] for split in splits})
 
 
 def check_qa_split(split: datasets.Dataset, label: str) -> datasets.Dataset:

@@ -1,11 +1,15 @@
-"""Uncertainty for metric means: bootstrap confidence intervals, a paired bootstrap of a difference, a sign test.
+"""Uncertainty for metric means: bootstrap confidence intervals, a paired bootstrap of a difference, a sign test, and
+a Wilson score interval for a share.
 
-One place for both the judge and the reference metrics, so every "± CI" in a report means the same thing: a
-percentile bootstrap over samples with a recorded seed (the same seed gives the same interval on any machine).
+One place for the judge, the reference metrics and the behaviour shares, so every "± CI" in a report means the same
+thing: a percentile bootstrap over samples with a recorded seed (the same seed gives the same interval on any
+machine), except for a share of yes/no outcomes, whose bootstrap collapses to a point at 0 or 1 (every resample of
+40 correct answers is 40 correct answers); the Wilson interval does not, and needs no seed.
 """
 
 import math
 from collections.abc import Sequence
+from statistics import NormalDist
 from typing import NamedTuple
 
 import numpy as np
@@ -80,6 +84,31 @@ def paired_bootstrap(
         raise ValueError(f"paired scores differ in length: {a.size} vs {b.size}; pair them by question first.")
     diffs = a - b
     return Interval(float(diffs.mean()), *_percentiles(_resampled_means(diffs, resamples, seed), confidence))
+
+
+def wilson_interval(successes: int, total: int, confidence: float = DEFAULT_CONFIDENCE) -> Interval:
+    """Share `successes / total` with its Wilson score interval (Wilson, 1927).
+
+    Unlike the normal approximation or a bootstrap, it stays inside [0, 1] and is not a single point at 0 or 1
+    successes, where targets such as "at most 5% false refusals" sit.
+
+    Args:
+        successes: Samples with the outcome.
+        total: All samples (> 0).
+        confidence: Coverage of the interval (0.95 for a 95% CI).
+    """
+    if total <= 0 or not 0 <= successes <= total:
+        raise ValueError(f"need 0 <= successes <= total and total > 0, got {successes} of {total}.")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}.")
+    z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
+    share = successes / total
+    centre = (share + z * z / (2 * total)) / (1 + z * z / total)
+    half = z / (1 + z * z / total) * math.sqrt(share * (1 - share) / total + z * z / (4 * total * total))
+    # At 0 or `total` successes a bound is exactly 0 or 1; computed, it is off by float error (2.8e-17).
+    low = 0.0 if successes == 0 else centre - half
+    high = 1.0 if successes == total else centre + half
+    return Interval(share, low, high)
 
 
 def sign_test(wins: int, losses: int) -> float:

@@ -131,7 +131,7 @@ def build_demo(config: SpaceConfig) -> gr.Blocks:
         gr.Examples(
             [[example.report, example.question] for example in examples],
             inputs=[report, question],
-            example_labels=[f"{example.task}: {example.question}" for example in examples],
+            example_labels=[f"{example.label}: {example.question}" for example in examples],
             label="예시 (샘플 데이터의 테스트 분할)",
         )
         with gr.Accordion("시스템 프롬프트와 생성 설정", open=False):

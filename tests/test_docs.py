@@ -37,6 +37,8 @@ def test_the_readme_and_the_recipe_quote_what_quality_json_renders():
     assert (
         "| chrF++ against the gold answers | 0.296 | 0.127 | +0.169 (+0.120 to +0.220) | CI above 0 — met |" in readme
     )
+    not_measured = "| not measured | not measured | | ≥ 85% — not measured |"  # the shipped run predates the shares
+    assert f"| yes/no questions answered with the gold's 네/아니요 {not_measured}" in readme
     recipe = (ROOT / RENDERED[1]).read_text()
     assert "all answers stop by themselves, none loops, chrF++ +0.17 and character ROUGE-L +0.32 over" in recipe
 
@@ -67,11 +69,35 @@ def test_a_new_run_renders_its_own_numbers_and_targets(tmp_path):
     assert render(root).returncode == 0
     readme, recipe = ((root / name).read_text() for name in RENDERED)
     assert "| answers that loop (a word 4-gram ≥ 3×) | 2 | 28 | | 0 — **not met** |" in readme
-    assert "| 80% (70/70) | 0% | | ≥ 90% — **not met** |" in readme
+    assert "| 80% (70/70) | 0% | | ≥ 95% — **not met** |" in readme
     assert (
         "| <!-- results:stop_rate -->80%<!-- /results --> | **<!-- results:looping -->2<!-- /results -->** |" in readme
     )
     assert "# On the 70 test questions 80% of answers stop by themselves, 2 loop, chrF++ +0.17" in recipe
+
+
+def test_a_run_with_every_field_renders_its_behaviours_and_per_task_chrf(tmp_path):
+    """tests/fixtures/quality.json: eval.check's `quality()` on the sample's test split with made-up answers."""
+    root = copy_of_the_rendered_files(tmp_path)
+    shutil.copy(ROOT / "tests" / "fixtures" / "quality.json", root / "docs" / "results" / "quality.json")
+    assert render(root).returncode == 0
+    readme, recipe = ((root / name).read_text() for name in RENDERED)
+    rows = [
+        "| chrF++, 질문 답변 (22) | 0.791 | 0.028 | +0.763 (+0.645 to +0.875) | |",
+        "| chrF++, 요약 (16) | 0.700 | 0.023 | +0.677 (+0.559 to +0.797) | |",
+        "| yes/no questions answered with the gold's 네/아니요 (9) | 44% (19%–73%) | 11% (2%–43%) | "
+        "| ≥ 85% — **not met** |",
+        "| unanswerable questions declined (4) | 75% (30%–95%) | 0% (0%–49%) | | ≥ 75% — met |",
+        "| false refusals: answerable questions declined (66) | 2% (0%–8%) | 0% (0%–6%) | | ≤ 5% — met |",
+        "| abbreviations expanded as the glossary does (30) | 67% (49%–81%) | 0% (0%–11%) | | no target |",
+    ]
+    assert all(row in readme for row in rows), readme
+    assert readme.index("| chrF++ against") < readme.index("| chrF++, 질문 답변") < readme.index("| character ROUGE-L")
+    assert (
+        "# the base (95% CIs above 0). Yes/no questions answered with the gold's 네/아니요: 44% (target ≥ 85%);"
+        in (recipe)
+    )
+    assert "declined: 2% (target ≤ 5%)." in recipe
 
 
 def test_a_lost_marker_or_a_broken_quality_file_is_one_line(tmp_path):
@@ -93,12 +119,19 @@ def test_the_rendered_targets_are_eval_checks():
     renderer = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(renderer)
     check = Path(importlib.util.find_spec("eval.check").origin)
+    names = {
+        "MIN_STOP_RATE",
+        "MAX_LOOPING",
+        "MIN_YES_NO_ACCURACY",
+        "MIN_UNANSWERABLE_DECLINED",
+        "MAX_ANSWERABLE_DECLINED",
+    }
     constants = {
         node.targets[0].id: ast.literal_eval(node.value)
         for node in ast.parse(check.read_text()).body
-        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") in {"MIN_STOP_RATE", "MAX_LOOPING"}
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") in names
     }
-    assert (renderer.MIN_STOP_RATE, renderer.MAX_LOOPING) == (constants["MIN_STOP_RATE"], constants["MAX_LOOPING"])
+    assert constants == {name: getattr(renderer, name) for name in names}
 
 
 def test_the_llm_client_docstring_example_runs(tiny_server, tmp_path, monkeypatch, capsys):

@@ -16,7 +16,7 @@ from ko_radiology.reference_metrics import (
     rouge_l_chars_scores,
     rouge_l_morphemes_scores,
 )
-from ko_radiology.statistics import bootstrap_ci, paired_bootstrap, sign_test
+from ko_radiology.statistics import bootstrap_ci, paired_bootstrap, sign_test, wilson_interval
 
 KOREAN = ["우측 폐하엽에 새로운 경화가 있어 폐렴에 합당합니다.", "흉막삼출이나 기흉은 없습니다."]
 
@@ -94,3 +94,13 @@ def test_sign_test_exact_values():
     assert sign_test(5, 5) == 1.0
     assert sign_test(0, 0) == 1.0
     assert sign_test(10, 0) == pytest.approx(2 / 1024)
+
+
+def test_wilson_interval_on_known_inputs():
+    share, low, high = wilson_interval(81, 263)  # the worked example of Wilson's interval: 0.255 to 0.366
+    assert share == pytest.approx(0.308, abs=1e-3)
+    assert (low, high) == (pytest.approx(0.2553, abs=1e-4), pytest.approx(0.3662, abs=1e-4))
+    assert wilson_interval(0, 10) == (0.0, 0.0, pytest.approx(0.2775, abs=1e-4))  # not a point, unlike a bootstrap
+    assert wilson_interval(10, 10) == (1.0, pytest.approx(0.7225, abs=1e-4), 1.0)
+    with pytest.raises(ValueError, match="3 of 2"):
+        wilson_interval(3, 2)

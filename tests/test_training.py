@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import datasets
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -22,10 +23,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from eval.check import loops
 from eval.check import main as check
 from eval.compare import read_questions
+from ko_radiology.answer_kinds import QUESTION_TYPES
 from ko_radiology.dataset_folders import load_qa_splits
 from ko_radiology.embedded_models import EMBEDDED_HUB_IDS, prepare_tiny_model
 from ko_radiology.generation import load_for_generation, stop_token_ids, to_answer
-from ko_radiology.prompts import build_messages
+from ko_radiology.prompts import TASK_TYPES, build_messages
 from training.data import (
     group_by_report,
     prepare_qa_split,
@@ -169,6 +171,9 @@ def test_two_folders_of_the_same_name_load_their_own_rows(gold_hub_folder, tmp_p
     rows = {folder: load_qa_splits(str(folder), "qa", ["train"])["train"].num_rows for folder in (full, cut, full)}
     assert rows[cut] == 5 < rows[full]
     assert len(read_questions(str(cut), "train")) == 5
+    table = pq.read_table(train_file)  # re-exported in place with a column more, as a newer builder writes it
+    pq.write_table(table.append_column("new_column", pa.array(["x"] * table.num_rows)), train_file)
+    assert "new_column" in load_qa_splits(str(cut), "qa", ["train"])["train"].column_names
 
 
 def test_conversation_per_report_labels_every_answer_and_reads_the_report_once(gold_hub_folder, tokenizer):
@@ -337,11 +342,34 @@ def test_quality_check_writes_its_numbers_and_the_card_shows_them(trained, gold_
     assert f"Stop rate: {quality['stop_rate']:.0%}" in printed and "chrf_pp:" in printed and "95% CI" in printed
     low, high = quality["rouge_l_chars_difference_ci95"]
     assert low <= quality["rouge_l_chars_difference"] <= high
-    assert len((output_dir / "quality_answers.jsonl").read_text().splitlines()) == 4
+    answers = [json.loads(line) for line in (output_dir / "quality_answers.jsonl").read_text().splitlines()]
+    assert len(answers) == 4 and all(a["question_type"] in QUESTION_TYPES and a["task"] in TASK_TYPES for a in answers)
+    assert set(quality["targets"]) >= {"yes_no_accuracy", "unanswerable_declined", "answerable_declined"}
+    assert "yes_no_accuracy, yes/no questions answered with the gold's 네/아니요: " in printed
     card = (output_dir / "README.md").read_text()
     assert "Answers that end by themselves" in card and "| chrF++ vs gold |" in card
+    assert "| False refusals: answerable questions declined (" in card
     assert check(args) == 0  # greedy answers are a function of the model files and the questions: cached
     assert capsys.readouterr().out.count("All 4 answers of") == 2
+
+
+@pytest.mark.parametrize(
+    ("quality_file", "shown", "absent"),
+    [
+        ("docs/results/quality.json", "| chrF++ vs gold | 0.296 | 0.127 |", "Yes/no questions"),  # before issue 19
+        ("tests/fixtures/quality.json", "(9) | 44% (19–73%) | 11% (2–43%) | | >= 0.85: **not met** |", "not measured"),
+    ],
+)
+def test_the_card_shows_a_quality_file_of_any_age(trained, tmp_path, quality_file, shown, absent):
+    from training.model_card import render_saved_card
+
+    _, output_dir, _ = trained
+    folder = tmp_path / "model"
+    folder.mkdir()
+    shutil.copy(output_dir / "model_card.json", folder)
+    shutil.copy(Path(__file__).parents[1] / quality_file, folder / "quality.json")
+    card = render_saved_card(folder, merged=False).read_text()
+    assert shown in card and absent not in card
 
 
 def test_card_command_renders_a_folder_with_saved_values_and_says_why_not_otherwise(trained, tmp_path, capsys):

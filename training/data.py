@@ -51,16 +51,20 @@ def group_by_report(split: Dataset, seed: int | None = None) -> list[tuple[str, 
 
     With `seed`, each report's questions are shuffled. A dataset lists them by task (questions first, summaries
     last), so in that order a summary or a plain-language explanation is only ever a follow-up and never learned as
-    the first question, which is how `eval.check`, `eval.compare` and a new Space visitor ask it.
+    the first question, which is how `eval.check`, `eval.compare` and a new Space visitor ask it. A row without a
+    report (plain instruction data mixed in, `training/mixture.py`) stays a chat of its own: unrelated questions
+    share nothing to read once.
     """
-    turns: dict[str, list[tuple[str, str]]] = {}
-    for report, question, answer in zip(split["report_ko"], split["instruction"], split["answer"], strict=True):
-        turns.setdefault(report, []).append((question, answer))
+    chats: dict[str | int, tuple[str, list[tuple[str, str]]]] = {}
+    rows = zip(split["report_ko"], split["instruction"], split["answer"], strict=True)
+    for index, (report, question, answer) in enumerate(rows):
+        key = report if report and report.strip() else index
+        chats.setdefault(key, (report, []))[1].append((question, answer))
     if seed is not None:
         shuffle = random.Random(seed).shuffle
-        for questions in turns.values():
+        for _, questions in chats.values():
             shuffle(questions)
-    return list(turns.items())
+    return list(chats.values())
 
 
 def tokenize_conversations(

@@ -6,6 +6,7 @@ from the same facts of the run.
 """
 
 import json
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
 import yaml
@@ -37,16 +38,26 @@ def base_license(base_model: str) -> str:
     return next((name for prefix, name in BASE_LICENSES.items() if base_model.startswith(prefix)), "other")
 
 
+def mixture_label(mixture: list[dict]) -> str:
+    """How the card names a mixture's data in a sentence: "a mixture of A and B"."""
+    names = [entry["dataset"] for entry in mixture]
+    return "a mixture of " + (f"{', '.join(names[:-1])} and {names[-1]}" if len(names) > 1 else names[0])
+
+
 def card_values(
     script_args, training_args: SFTConfig, model_args: ModelConfig, peft_config: PeftConfig | None, results: dict
 ) -> dict:
     """Everything the template shows, from the parsed recipe and the training results."""
     world_size = max(training_args.world_size, 1)
     config = {
-        "script": {k: v for k, v in vars(script_args).items() if v is not None},
+        "script": {k: asdict(v) if is_dataclass(v) else v for k, v in vars(script_args).items() if v is not None},
         "model": {k: v for k, v in vars(model_args).items() if v is not None},
     }
-    dataset, dataset_hub_id = dataset_label(script_args.dataset_name, set(results.get("generators", ())))
+    mixture = results.get("dataset_mixture") or None
+    if mixture:
+        dataset, dataset_hub_id = mixture_label(mixture), None
+    else:
+        dataset, dataset_hub_id = dataset_label(script_args.dataset_name, set(results.get("generators", ())))
     return {
         "model_name": training_args.hub_model_id or Path(training_args.output_dir).name,
         "model_id": training_args.hub_model_id or training_args.output_dir,
@@ -55,7 +66,9 @@ def card_values(
         "license": base_license(results["base_model"]),
         "dataset": dataset,
         "dataset_hub_id": dataset_hub_id,
-        "synthetic_sample": dataset == SAMPLE_DATASET,
+        "synthetic_sample": (mixture[0]["dataset"] if mixture else dataset) == SAMPLE_DATASET,
+        "mixture": mixture,
+        "mixture_seed": script_args.dataset_mixture.seed if mixture else None,
         "dataset_config": script_args.dataset_config,
         "train_split": script_args.dataset_train_split,
         "eval_split": script_args.dataset_test_split,

@@ -12,6 +12,9 @@ accelerate launch --config_file training/recipes/accelerate/ddp.yaml -m training
     --config training/recipes/qwen2.5-7b-instruct-qlora.yaml
 ```
 
+A recipe may mix several datasets instead of naming one (`dataset_mixture:`, as alignment-handbook recipes do:
+`training/mixture.py`), each a `qa` folder, a Hub id or a plain instruction/answer JSONL or CSV file.
+
 `--model_name_or_path embedded:base` is the Gemma 3 270M folder `python -m ko_radiology.embedded_models prepare` writes
 (`adapter_config.json` then names `google/gemma-3-270m`, its Hub id); `embedded:tiny` is the random two-layer test
 model. Chat-template tokens the base never learned are found and started from trained rows
@@ -35,6 +38,7 @@ MKL_SHIM = load_mkl_vendor_shim()  # before torch is imported (ko_radiology/cpu_
 
 import torch
 import yaml
+from datasets import DatasetDict
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 from trl import (
@@ -54,6 +58,7 @@ from ko_radiology.hardware import cpu_model_name, default_dtype
 from ko_radiology.model_loading import looks_like_local_path, resolve_model
 from training.data import OVERLONG_POLICIES, prepare_qa_split
 from training.hub_push import push_model_folder
+from training.mixture import DatasetMixtureConfig, DrawnDataset, load_mixture, parse_mixture
 from training.model_card import card_values, write_model_card
 from training.special_tokens import (
     freeze_and_merge_token_rows,
@@ -90,6 +95,10 @@ class QAScriptArguments(ScriptArguments):
             answer already wrote, other than the gold next one, is pushed down. A small base fine-tuned for a few
             minutes otherwise copies its own last words when unsure, and greedy decoding loops. The validation loss
             stays plain cross-entropy.
+        dataset_mixture (`dict` or `None`, *optional*, defaults to `None`):
+            Several datasets instead of `dataset_name`, each a `qa` folder, a Hub id or an instruction/answer JSONL or
+            CSV file with a weight (the fraction of its rows drawn), a split and a column mapping, in the
+            alignment-handbook's form (`training/mixture.py`). Validation is the first entry's `dataset_test_split`.
     """
 
     dataset_config: str | None = field(default="qa", metadata={"help": "Dataset config to load (`qa`)."})
@@ -111,6 +120,13 @@ class QAScriptArguments(ScriptArguments):
             "tokens an answer already wrote, against looping under greedy decoding. 0: plain cross-entropy."
         },
     )
+    dataset_mixture: dict | str | None = field(
+        default=None,
+        metadata={
+            "help": "Several datasets with weights instead of dataset_name (training/mixture.py): in the recipe as "
+            "`dataset_mixture: {datasets: [{id, config, split, columns, weight}], seed}`, or as JSON here."
+        },
+    )
     eval_max_examples: int | None = field(
         default=None,
         metadata={
@@ -127,10 +143,19 @@ class QAScriptArguments(ScriptArguments):
                 f"unlikelihood_weight must be 0 or more (a negative one rewards repeating), "
                 f"got {self.unlikelihood_weight}."
             )
+        if self.dataset_name and self.dataset_mixture:
+            raise ValueError(
+                "Both dataset_name and dataset_mixture are set. Train on one dataset (dataset_name) or on a mixture "
+                "(dataset_mixture), not both."
+            )
+        if self.dataset_mixture:
+            if not isinstance(self.dataset_mixture, DatasetMixtureConfig):
+                self.dataset_mixture = parse_mixture(self.dataset_mixture)
+            return
         if not self.dataset_name:
             raise ValueError(
                 "dataset_name is not set. Pass --dataset_name with a folder from `python -m dataset_builder export` "
-                "or a Hub dataset id."
+                "or a Hub dataset id, or declare a dataset_mixture in the recipe."
             )
         if looks_like_local_path(self.dataset_name) and not Path(self.dataset_name).expanduser().exists():
             raise ValueError(
@@ -203,6 +228,21 @@ def eval_losses(log_history: list[dict]) -> tuple[float | None, float | None]:
     return before, evals[-1]["eval_loss"] if evals else None
 
 
+def load_training_data(script_args: QAScriptArguments, evaluate: bool) -> tuple[DatasetDict, list[DrawnDataset]]:
+    """The train split (and the validation split when evaluating) of `dataset_name` or of the `dataset_mixture`, and
+    what the mixture drew from each of its datasets (none without one)."""
+    test_split = script_args.dataset_test_split if evaluate else None
+    if script_args.dataset_mixture:
+        dataset, drawn = load_mixture(script_args.dataset_mixture, script_args.dataset_train_split, test_split)
+    else:
+        splits = [script_args.dataset_train_split] + ([test_split] if evaluate else [])
+        dataset, drawn = load_qa_splits(script_args.dataset_name, script_args.dataset_config, splits), []
+    if evaluate and script_args.eval_max_examples:
+        validation = dataset[test_split]
+        dataset[test_split] = validation.select(range(min(script_args.eval_max_examples, len(validation))))
+    return dataset, drawn
+
+
 def main(script_args: QAScriptArguments, training_args: SFTConfig, model_args: ModelConfig, recipe: str | None = None):
     if MKL_SHIM:
         print(MKL_SHIM)
@@ -211,13 +251,7 @@ def main(script_args: QAScriptArguments, training_args: SFTConfig, model_args: M
     tokenizer = load_chat_tokenizer(base_model, training_args)
 
     evaluate = training_args.eval_strategy != "no"
-    splits = [script_args.dataset_train_split] + ([script_args.dataset_test_split] if evaluate else [])
-    dataset = load_qa_splits(script_args.dataset_name, script_args.dataset_config, splits)
-    if evaluate and script_args.eval_max_examples:
-        validation = dataset[script_args.dataset_test_split]
-        dataset[script_args.dataset_test_split] = validation.select(
-            range(min(script_args.eval_max_examples, len(validation)))
-        )
+    dataset, drawn = load_training_data(script_args, evaluate)
     prepared = {
         split: prepare_qa_split(
             dataset[split],
@@ -228,7 +262,7 @@ def main(script_args: QAScriptArguments, training_args: SFTConfig, model_args: M
             conversations=script_args.group_by_report and split == script_args.dataset_train_split,
             seed=training_args.seed,
         )
-        for split in splits
+        for split in dataset
     }
     model = load_base_model(base_model, model_args, training_args)
     peft_config = get_peft_config(model_args)
@@ -284,6 +318,7 @@ def main(script_args: QAScriptArguments, training_args: SFTConfig, model_args: M
             if "generator_model" in dataset[script_args.dataset_train_split].column_names
             else [],
             "recipe": recipe,
+            "dataset_mixture": [dataclasses.asdict(facts) for facts in drawn],
             "train_examples": len(dataset[script_args.dataset_train_split]),
             "train_chats": len(prepared[script_args.dataset_train_split]) if script_args.group_by_report else None,
             "eval_examples": len(prepared[script_args.dataset_test_split]) if evaluate else 0,
