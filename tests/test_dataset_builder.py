@@ -19,7 +19,7 @@ from dataset_builder.build_dir import STAGING_MARKER
 from dataset_builder.ko_cxr_qa import KoCxrQa
 from dataset_builder.schemas import FEATURES
 from ko_radiology.prompts import build_messages
-from ko_radiology.sample_corpus import SAMPLE_DIR
+from ko_radiology.sample_corpus import SAMPLE_DIR, load_gold_qa
 
 GOOD_REPORT = (
     "                                 FINAL REPORT\n EXAMINATION:  CHEST (PA AND LAT)\n \n"
@@ -118,7 +118,8 @@ def test_a_notes_only_card_claims_no_korean_and_no_source_it_cannot_know(tmp_pat
 
 def test_original_format_jsonl(gold_hub_folder):
     lines = (gold_hub_folder / "original_format" / "test.jsonl").read_text().splitlines()
-    assert len(lines) == 70
+    test_studies = set(json.loads((SAMPLE_DIR / "splits.json").read_text())["test"])
+    assert len(lines) == sum(len(rows) for study, rows in load_gold_qa(SAMPLE_DIR).items() if study in test_studies)
     assert set(json.loads(lines[0])) == {"report", "instruction", "answer"}
 
 
