@@ -92,7 +92,8 @@ def test_dpo_moves_the_sft_adapter_keeps_its_token_rows_and_adds_to_its_card(sft
         base = AutoModelForCausalLM.from_pretrained(prepare_tiny_model())
         PeftModel.from_pretrained(base, tmp_path / "dpo")
     card = (tmp_path / "dpo" / "README.md").read_text()
-    assert re.search(r"preference optimisation: DPO \(sigmoid\) with TRL .* 2 steps on \d+ pairs", card, re.S)
+    assert re.search(r"preference optimisation: DPO \(sigmoid\) with TRL .* 2 steps over 4 of \d+ pairs", card, re.S)
+    assert "\n- dpo\n" in card.split("---")[1]
     assert "negation_flipped" in card and "answered_unanswerable" in card
 
 

@@ -135,10 +135,14 @@ def main(script_args: PreferenceScriptArguments, training_args: DPOConfig, model
     trainer.save_model(training_args.output_dir)
     if trainer.accelerator.is_main_process:
         losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+        pairs_per_step = training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
+        pairs_per_step *= trainer.accelerator.num_processes
+        epochs = max(1, round(training_args.num_train_epochs))
         results = {
             "pairs": len(pairs),
             "defects": defects,
             "steps": trainer.state.global_step,
+            "pairs_trained": min(trainer.state.global_step * pairs_per_step, len(pairs) * epochs),
             "wall_minutes": round(wall_s / 60, 1),
             "train_loss": round(losses[-1], 4) if losses else None,
         }
