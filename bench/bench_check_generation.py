@@ -1,0 +1,200 @@
+"""How fast `eval.check` and `eval.compare` generate, per backend and setting, on the real base model; and whether the
+faster paths give the same greedy answers.
+
+    python bench/bench_check_generation.py                    # 24 test questions x 256 tokens, the full matrix
+    python bench/bench_check_generation.py --questions 8 --transformers float32:8 --llama-cpp f32:4   # a quick look
+
+The questions are the shipped sample's test split in `eval.check --limit`'s order (seed 0), answered by the embedded
+Gemma 3 270M base (`--model`), which never stops by itself: every answer is `--max-new-tokens` long, the slow half of
+every check. Each setting answers them all through the answer cache's generators without the cache
+(`ko_radiology.answer_cache.TransformersGenerator`, `ko_radiology.llama_cpp_answers.LlamaCppGenerator`), one after
+the other, timed from loading the model (transformers) or starting llama-server (llama.cpp) to the last answer; the
+GGUFs are exported beforehand, untimed (once per model, as `eval/local_answers.py` does). Printed per setting: wall
+time, generated tokens/s, CPU seconds (this process and the llama-server it stopped: less distorted than wall time
+where other work shares the cores, with the load average to say how much), the speed-up over today's check
+(transformers in `eval.check`'s dtype, batches of 8), and how many answers are identical to the reference of the
+same precision (transformers float32 at batch 8 for f32 and Q8_0, transformers bfloat16 at batch 8 for bf16 and
+larger bf16 batches). For a quantized GGUF the answers are not expected identical; its chrF++ against the gold answers
+is compared with the f32 GGUF's, with a paired bootstrap 95% CI of the difference (target: the CI includes 0).
+Targets (issue 20): the fastest unquantized setting at least 3x today's, with the same answers.
+"""
+
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from ko_radiology.cpu_blas import load_mkl_vendor_shim  # noqa: E402
+
+load_mkl_vendor_shim()  # as eval.check does, before torch (ko_radiology/cpu_blas.py)
+
+from eval.check import export_gold_sample  # noqa: E402
+from eval.local_answers import exported_gguf  # noqa: E402
+from ko_radiology import llama_cpp  # noqa: E402
+from ko_radiology.answer_cache import TransformersGenerator  # noqa: E402
+from ko_radiology.dataset_folders import load_qa_splits  # noqa: E402
+from ko_radiology.generation import Answer  # noqa: E402
+from ko_radiology.hardware import cpu_flags, cpu_model_name, default_dtype  # noqa: E402
+from ko_radiology.llama_cpp_answers import LlamaCppGenerator  # noqa: E402
+from ko_radiology.model_loading import resolve_model  # noqa: E402
+from ko_radiology.reference_metrics import chrf_pp_scores  # noqa: E402
+from ko_radiology.statistics import paired_bootstrap  # noqa: E402
+
+TARGET_SPEEDUP = 3.0
+FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
+REFERENCE_OF = {"f32": "float32", "q8_0": "float32", "bf16": "bfloat16", "float32": "float32", "bfloat16": "bfloat16"}
+"""Which transformers dtype (at batch 8) a setting's answers are compared with: the one of the same precision."""
+
+
+def test_questions(count: int) -> tuple[list[tuple[str, str]], list[str]]:
+    """The first `count` test questions in `eval.check --limit`'s order, and their gold answers."""
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = load_qa_splits(str(export_gold_sample(Path(tmp))), "qa", ["test"])["test"]
+        rows = rows.shuffle(seed=0).select(range(min(count, len(rows))))
+        return list(zip(rows["report_ko"], rows["instruction"], strict=True)), list(rows["answer"])
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its reaped children (llama-server, once stopped)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def timed(generator, path: str, questions: list[tuple[str, str]], max_new_tokens: int) -> tuple[float, float, list]:
+    """Wall seconds, CPU seconds and the answers of one setting."""
+    answers: dict[int, Answer] = {}
+    start, cpu_start = time.monotonic(), cpu_seconds()
+    generator.generate(path, questions, max_new_tokens, answers.__setitem__)
+    return time.monotonic() - start, cpu_seconds() - cpu_start, [answers[i] for i in range(len(questions))]
+
+
+def settings(args: argparse.Namespace) -> list[tuple[str, object]]:
+    """(label, generator) per setting asked for, transformers first: their float32 and bfloat16 at batch 8 are the
+    references."""
+    found = []
+    for item in args.transformers.split(",") if args.transformers else []:
+        dtype, batch = item.split(":")
+        found.append((f"transformers {dtype} batch {batch}", TransformersGenerator(dtype, int(batch))))
+    for item in args.llama_cpp.split(",") if args.llama_cpp else []:
+        gguf_type, slots = item.split(":")
+        found.append((f"llama.cpp {gguf_type} {slots} slots", LlamaCppGenerator(exported_gguf, gguf_type, int(slots))))
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="embedded:base", help="the model to answer with (default: the base)")
+    parser.add_argument("--questions", type=int, default=24)
+    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument(
+        "--transformers",
+        default="float32:8,float32:16,float32:32,bfloat16:8,bfloat16:16,bfloat16:32",
+        help="DTYPE:BATCH settings, comma-separated ('' for none)",
+    )
+    parser.add_argument(
+        "--llama-cpp",
+        default="f32:1,f32:2,f32:4,f32:8,bf16:4,q8_0:4",
+        help="GGUF_TYPE:SLOTS settings, comma-separated ('' for none)",
+    )
+    parser.add_argument("--answers-out", type=Path, help="write every setting's answers here (JSON)")
+    parser.add_argument("--json", type=Path, help="write the figures here (bench/run_all.py)")
+    args = parser.parse_args(argv)
+
+    flags = cpu_flags()
+    listed = ", ".join(f"{flag} {'yes' if flag in flags else 'no'}" for flag in FLAGS)
+    print(f"CPU: {cpu_model_name()}; flags: {listed}")
+    today = f"transformers {default_dtype('check')} batch 8"
+    print(f"Today's check: {today} (eval.check's dtype here)")
+    path = resolve_model(args.model)
+    questions, golds = test_questions(args.questions)
+    chosen = settings(args)
+    if any(isinstance(generator, LlamaCppGenerator) for _, generator in chosen):
+        if (server := llama_cpp.binary("llama-server")).path is None:
+            parser.error(f"the llama.cpp settings need llama-server: {server.reason} (or pass --llama-cpp '')")
+        for gguf_type in {generator.gguf_type for _, generator in chosen if isinstance(generator, LlamaCppGenerator)}:
+            exported_gguf(path, gguf_type)  # untimed: once per model
+    print(f"{len(questions)} questions x {args.max_new_tokens} new tokens with {path}", flush=True)
+
+    results: dict[str, tuple[float, float, list[Answer]]] = {}
+    for label, generator in chosen:
+        load_before = os.getloadavg()[0]
+        results[label] = timed(generator, path, questions, args.max_new_tokens)
+        seconds, cpu, answers = results[label]
+        tokens = sum(answer.num_tokens for answer in answers)
+        load = f"load {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"  # this run adds about 2
+        print(
+            f"{label}: {seconds:.1f} s, {tokens} tokens, {tokens / seconds:.1f} tokens/s; {cpu:.0f} CPU s, "
+            f"{tokens / cpu:.1f} tokens per CPU s ({load})",
+            flush=True,
+        )
+
+    figures = report(results, golds, today)
+    if args.answers_out:
+        texts = {label: [answer.__dict__ for answer in answers] for label, (*_, answers) in results.items()}
+        args.answers_out.write_text(json.dumps(texts, ensure_ascii=False, indent=1), encoding="utf-8")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2), encoding="utf-8")
+    return 0 if all(figure["met"] is not False for figure in figures) else 1
+
+
+def report(results: dict[str, tuple[float, float, list[Answer]]], golds: list[str], today: str) -> list[dict]:
+    """Print and return, per setting, its speed-up over today's check (wall time, and CPU time, which a machine busy
+    with other work distorts less) and its agreement with its reference."""
+    figures = []
+    baseline = results.get(today)
+    for label, (seconds, cpu, answers) in results.items():
+        tokens = sum(answer.num_tokens for answer in answers)
+        figures.append({"figure": f"{label} tokens/s", "value": round(tokens / seconds, 1), "unit": "tokens/s"})
+        figures[-1] |= {"target": "", "met": None}
+        reference = results.get(f"transformers {REFERENCE_OF[label.split()[1]]} batch 8")
+        quantized = label.split()[1] == "q8_0"
+        if baseline and label != today:
+            speedup = baseline[0] / seconds
+            target = f">= {TARGET_SPEEDUP:.0f}x" if not quantized and label.startswith("llama.cpp") else ""
+            met = speedup >= TARGET_SPEEDUP if target else None
+            print(
+                f"{label} / {today}: {speedup:.2f}x wall time, {baseline[1] / cpu:.2f}x CPU time"
+                + (f" (target {target})" if target else "")
+            )
+            figures.append({"figure": f"{label} speed-up", "value": round(speedup, 2), "unit": "x"})
+            figures[-1] |= {"target": target, "met": met}
+        if reference and reference[2] is not answers:
+            same = sum(a.text == b.text for a, b in zip(answers, reference[2], strict=True))
+            target = "" if quantized else f"= {len(answers)}"
+            verdict = f"; target {target}: {'met' if same == len(answers) else 'NOT met'}" if target else ""
+            print(f"{label}: {same} of {len(answers)} answers identical to {reference_label(label)}{verdict}")
+            figures.append({"figure": f"{label} identical answers", "value": same, "unit": f"of {len(answers)}"})
+            figures[-1] |= {"target": target, "met": same == len(answers) if target else None}
+        if quantized and (unquantized := results.get(label.replace("q8_0", "f32"))):
+            figures.append(quality_difference(label, answers, unquantized[2], golds))
+    return figures
+
+
+def reference_label(label: str) -> str:
+    return f"transformers {REFERENCE_OF[label.split()[1]]} batch 8"
+
+
+def quality_difference(label: str, answers: list[Answer], unquantized: list[Answer], golds: list[str]) -> dict:
+    """chrF++ against the gold answers, quantized minus unquantized, with its paired bootstrap 95% CI."""
+    difference = paired_bootstrap(
+        chrf_pp_scores([a.text for a in answers], golds), chrf_pp_scores([a.text for a in unquantized], golds)
+    )
+    met = difference.low <= 0 <= difference.high
+    print(
+        f"{label} chrF++ minus f32's: {difference.estimate:+.3f} (95% CI {difference.low:+.3f} to "
+        f"{difference.high:+.3f}; target CI includes 0: {'met' if met else 'NOT met'})"
+    )
+    return {"figure": f"{label} chrF++ - f32", "value": round(difference.estimate, 4), "unit": "", "met": met} | {
+        "target": "95% CI includes 0"
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""Greedy answers from llama.cpp's `llama-server` on a GGUF of the model, several decoded at once: the fast path of
+`eval.check` and `eval.compare` through the answer cache (`ko_radiology.answer_cache`).
+
+    generator = LlamaCppGenerator(make_gguf, gguf_type="f32", slots=4)
+    answers = cached_answers("out/adapters/KEY/adapter", questions, generator=generator)
+
+`make_gguf(path, gguf_type)` returns the model's GGUF file; the caller supplies it (eval runs training's export
+command: the library imports no part). The server runs on a free loopback port with `slots` sequences decoded in
+parallel, each with room for the longest prompt and `max_new_tokens`, and is stopped however the run ends (Ctrl-C
+too). The requests are the project's prompt format at temperature 0, `slots` in flight at once, through the openai SDK
+built as the LLM client builds it (no environment proxy on loopback).
+"""
+
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from tqdm.auto import tqdm
+
+from ko_radiology import llama_cpp
+from ko_radiology.answer_cache import SaveAnswer
+from ko_radiology.generation import Answer
+from ko_radiology.llm.config import LLMClientConfig
+from ko_radiology.llm.transport import sync_sdk
+from ko_radiology.processes import SERVER_START_TIMEOUT_S, ServiceError, free_port, openai_url, start, stop, wait_ready
+from ko_radiology.prompts import build_messages
+
+SLOTS = 4
+"""Sequences llama-server decodes at once (bench/bench_check_generation.py measures 1 to 8 on 2 CPU cores)."""
+SERVER_STOP = "stop"
+"""llama-server's `finish_reason` for an answer that ended with an end-of-generation token. It does not say which
+(`<end_of_turn>` or `<eos>`), so this is the answer's `stop_token`."""
+TEMPLATE_TOKENS = 64
+"""Room for the chat template's own tokens (turn markers, `<bos>`) on top of the messages' text."""
+REQUEST_TIMEOUT_S = 1800.0
+"""One answer on a busy 2-core CPU: up to `max_new_tokens` at a few tokens/s, after the slots ahead of it."""
+
+
+@dataclass(frozen=True)
+class LlamaCppGenerator:
+    """Answers through llama-server on `make_gguf(path, gguf_type)`; an `AnswerGenerator` of the answer cache."""
+
+    backend: ClassVar[str] = "llama.cpp"
+    make_gguf: Callable[[str, str], Path]
+    gguf_type: str = "f32"
+    slots: int = SLOTS
+
+    def settings(self) -> dict:
+        """The backend, the GGUF type and the llama.cpp release: each can change a greedy answer."""
+        return {"backend": self.backend, "gguf_type": self.gguf_type, "llama_cpp": llama_cpp.LLAMA_CPP_PYTHON_VERSION}
+
+    def generate(self, path: str, questions: list[tuple[str, str]], max_new_tokens: int, save: SaveAnswer) -> None:
+        server = llama_cpp.binary("llama-server")
+        if server.path is None:
+            raise ValueError(f"The llama.cpp backend needs llama-server: {server.reason}")
+        gguf = self.make_gguf(path, self.gguf_type)
+        context = self.slots * context_per_slot(questions, max_new_tokens)
+        service = llama_cpp.server_service(gguf, free_port(), gguf.parent, self.slots, "--ctx-size", str(context))
+        start(service)
+        try:
+            wait_ready(service, SERVER_START_TIMEOUT_S)
+            answer_all(openai_url(service), questions, max_new_tokens, self.slots, save)
+        except ServiceError:
+            raise
+        except Exception as error:  # a refused or failed request: what the server said about it
+            raise ServiceError(
+                f"llama-server failed to answer ({error}). End of {service.log_path}:\n{service.log_tail()}"
+            ) from error
+        finally:
+            stop(service)
+
+
+def context_per_slot(questions: list[tuple[str, str]], max_new_tokens: int) -> int:
+    """Context one slot needs for the longest prompt and its answer: a token holds at least one byte of text, so the
+    UTF-8 length of the messages bounds their tokens."""
+    longest = max(
+        sum(len(message["content"].encode("utf-8")) for message in build_messages(*question)) for question in questions
+    )
+    return longest + TEMPLATE_TOKENS + max_new_tokens
+
+
+def answer_all(
+    base_url: str, questions: list[tuple[str, str]], max_new_tokens: int, slots: int, save: SaveAnswer
+) -> None:
+    """Send every question, `slots` at a time, and save each answer as it arrives (in this thread: the store is not
+    shared between threads). A failed request, or Ctrl-C, cancels the ones not yet sent."""
+    config = LLMClientConfig(model="gguf", base_url=base_url, api_key_env=None, timeout_s=REQUEST_TIMEOUT_S)
+    client, headers = sync_sdk(config)
+
+    def ask(question: tuple[str, str]) -> Answer:
+        completion = client.chat.completions.create(
+            model=config.model,
+            messages=build_messages(*question),
+            max_tokens=max_new_tokens,
+            temperature=0.0,
+            extra_headers=headers,
+        )
+        return to_answer(completion.choices[0].finish_reason, completion.choices[0].message.content, completion.usage)
+
+    pool = ThreadPoolExecutor(slots, thread_name_prefix="llama-server-request")
+    try:
+        pending: dict[Future, int] = {pool.submit(ask, question): index for index, question in enumerate(questions)}
+        with tqdm(total=len(questions), desc="Generating (llama.cpp)") as progress:
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    save(pending.pop(future), future.result())
+                    progress.update()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)  # the caller stops the server, which ends the requests sent
+        client.close()
+
+
+def to_answer(finish_reason: str, content: str | None, usage) -> Answer:
+    """An answer as `ko_radiology.generation` makes one: a stopped answer's tokens without the end-of-generation token
+    (llama-server counts it in `completion_tokens`), a cut one's all `max_tokens`."""
+    if finish_reason not in (SERVER_STOP, "length"):
+        raise ValueError(f"llama-server ended an answer with finish_reason {finish_reason!r}, not stop or length.")
+    stopped = finish_reason == SERVER_STOP
+    tokens = usage.completion_tokens - 1 if stopped else usage.completion_tokens
+    return Answer((content or "").strip(), stopped, tokens, SERVER_STOP if stopped else None)
