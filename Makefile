@@ -142,8 +142,9 @@ serve-demo: $(ADAPTERS)/$(KEY)/merged/config.json
 #                               the sample's gold QA; translations stay gold (GENERATE_FLAGS to change that)
 #   JUDGE=stand-in              the default: eval.stand_in_judge, a local server that scores by text rules (no LLM,
 #                               seconds), labelled a stand-in for GPT-4; the embedded 270M model cannot judge
-#   JUDGE=local                 `transformers serve` on the embedded base model (measured: 3 judgements in 14 min on
-#                               2 CPU cores, every request timing out; for a bigger local model via JUDGE_LOCAL_MODEL)
+#   JUDGE=local                 the embedded base model served by space.demo (llama-server where built, else
+#                               transformers serve, which took 14 min for 3 judgements on 2 CPU cores, every request
+#                               timing out; for a bigger local model via JUDGE_LOCAL_MODEL)
 #   JUDGE=URL JUDGE_MODEL=name  any OpenAI-compatible judge (JUDGE_FLAGS="--api-key-env OPENAI_API_KEY ...")
 PIPELINE := $(OUT)/pipeline
 BASE ?= embedded:base
