@@ -138,16 +138,14 @@ def ask_endpoint(
 def ask_local(spec: ModelSpec, table: pd.DataFrame, todo: list[int], options: CompareOptions) -> None:
     """Greedy answers from an adapter or merged folder. They are cached per question as each batch is generated
     (`ko_radiology.answer_cache`): an interrupted run resumes there, and answers `eval.check` already generated
-    cost nothing, because both generate in the check's dtype (bf16 where the CPU computes it natively): the judge
-    scores the very answers whose reference metrics `eval.check` reports."""
+    cost nothing (both generate in the check's dtype)."""
     from ko_radiology.answer_cache import cached_answers
     from ko_radiology.generation import is_adapter
-    from ko_radiology.hardware import default_dtype
     from ko_radiology.model_loading import resolve_model
 
     path = spec.target if is_adapter(spec.target) else resolve_model(spec.target)
     questions = [(table.at[i, REPORT], table.at[i, QUESTION]) for i in todo]
-    answers = cached_answers(path, questions, options.max_new_tokens, options.batch_size, default_dtype("check"))
+    answers = cached_answers(path, questions, options.max_new_tokens, options.batch_size)
     for i, answer in zip(todo, answers, strict=True):
         table.at[i, spec.name + ANSWER_SUFFIX] = answer.text
 

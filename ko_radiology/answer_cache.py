@@ -67,9 +67,13 @@ def cached_answers(
     questions: list[tuple[str, str]],
     max_new_tokens: int = 256,
     batch_size: int = 8,
-    dtype: str = default_dtype("serve"),
+    dtype: str = default_dtype("check"),
 ) -> list[Answer]:
     """Answers of the adapter or merged model in `path` to `(report, instruction)` pairs, generating only the missing.
+
+    The dtype defaults to the quality check's (bf16 where the CPU computes it natively), so `eval.check` and
+    `eval.compare` ask for the same answers: the judge scores the answers whose reference metrics the check reports,
+    and the base's never-stopping answers are generated once per machine, not once per dtype.
 
     Each batch is stored as soon as it is generated, so an interrupted run resumes where it stopped. Batches group the
     missing questions by length; an answer batched differently could differ in the last floating-point bits, which

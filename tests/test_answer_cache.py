@@ -1,5 +1,6 @@
 """Answers of local models are generated once per model, settings and question, and a changed model is a new one."""
 
+import inspect
 import os
 import shutil
 
@@ -8,6 +9,7 @@ import pytest
 from ko_radiology.answer_cache import cached_answers
 from ko_radiology.embedded_models import prepare_tiny_model
 from ko_radiology.generation import generate_answers
+from ko_radiology.hardware import default_dtype
 
 QUESTIONS = [("[판독문] 우측 소량 흉수.", "흉수가 있나요?"), ("[판독문] 심장 크기 정상.", "심장은 어떤가요?")]
 
@@ -65,3 +67,13 @@ def test_answers_live_in_the_response_store_and_an_interrupted_run_resumes(tmp_p
         assert texts == {answer.text for answer in answers}
     finally:
         store.close()
+
+
+def test_eval_check_and_eval_compare_ask_for_answers_in_one_dtype(tmp_path):
+    """eval.compare takes cached_answers' default dtype, eval.check its `--dtype` default: were they to differ (as
+    float32 against bf16 did on a CPU with native bf16), the judge would score other answers than the check reports
+    and the base's 256-token answers would be generated twice."""
+    from eval.check import parse_args
+
+    default = inspect.signature(cached_answers).parameters["dtype"].default
+    assert default == parse_args([str(tmp_path)]).dtype == default_dtype("check")
