@@ -9,8 +9,10 @@ setup: $(INSTALLED) browser
 	$(PYTHON) -m ko_radiology.embedded_models prepare
 	$(PYTHON) -m ko_radiology.llama_cpp fetch
 
-# llama.cpp's llama-server, llama-bench and llama-quantize, compiled once into the cache (minutes on 2 cores): GGUF
-# exports of type q4_k_m and the llama-server test need them; everything else works without.
+# llama.cpp's llama-server, llama-bench and llama-quantize, compiled once into the cache (~20 min on 2 cores): the demo
+# serves with llama-server once it is built (else with transformers serve), GGUF exports of type q4_k_m and the
+# llama-server tests need them; everything else works without. It can build in another terminal while `make demo`
+# trains.
 llama-cpp: $(INSTALLED)
 	$(PYTHON) -m ko_radiology.llama_cpp build
 
@@ -101,10 +103,18 @@ $(ADAPTERS)/%/adapter/adapter_config.json:
 $(ADAPTERS)/%/merged/config.json: $(ADAPTERS)/%/adapter/adapter_config.json
 	$(PYTHON) -m training.export $(<D) --out $(@D) --dtype $(MERGE_DTYPE)
 
-# Pattern-rule outputs would otherwise count as intermediate files, which make deletes.
-.PRECIOUS: $(ADAPTERS)/%/adapter/adapter_config.json $(ADAPTERS)/%/merged/config.json
+# The merged model as one Q8_0 GGUF beside it, for llama.cpp's llama-server (about a minute on 2 cores).
+$(ADAPTERS)/%/merged-gguf/Modelfile: $(ADAPTERS)/%/merged/config.json
+	$(PYTHON) -m training.export $(<D) --out $(@D) --format gguf --gguf-type q8_0
 
-# `make demo`: sample → fine-tuned adapter → merged model → local server + Space, until Ctrl-C.
+# Pattern-rule outputs would otherwise count as intermediate files, which make deletes.
+.PRECIOUS: $(ADAPTERS)/%/adapter/adapter_config.json $(ADAPTERS)/%/merged/config.json \
+	$(ADAPTERS)/%/merged-gguf/Modelfile
+
+# `make demo`: sample → fine-tuned adapter → merged model → local server + Space, until Ctrl-C. The local server is
+# llama.cpp's llama-server on the merged model's GGUF where `make llama-cpp` has built it, else transformers serve
+# (SERVER=transformers or SERVER=llama.cpp to choose; `space.demo` prints which it took and why). Without the build
+# no GGUF is made; an export that fails here is tried once more by `space.demo`, which then serves with transformers.
 # `make demo ENDPOINT=http://host:8080/v1 MODEL=name`: the Space only, against that endpoint (not on loopback: also
 # KO_RADIOLOGY_ALLOWED_HOSTS=host, the PhysioNet guard's list of hosts you run).
 ifdef ENDPOINT
@@ -115,8 +125,14 @@ demo: setup $(SAMPLE)/README.md
 	@$(MAKE) --no-print-directory serve-demo TRAIN_DATA=$(SAMPLE) KEY=$(call training_key,$(SAMPLE))
 endif
 
+SERVER ?= auto
+DEMO_GGUF = $(ADAPTERS)/$(KEY)/merged-gguf
+
 serve-demo: $(ADAPTERS)/$(KEY)/merged/config.json
-	$(PYTHON) -m space.demo --model $(ADAPTERS)/$(KEY)/merged --log-dir $(OUT)/demo/logs
+	@if [ "$(SERVER)" != transformers ] && $(PYTHON) -m ko_radiology.llama_cpp path llama-server >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory $(DEMO_GGUF)/Modelfile || echo "The GGUF export failed; see its error above."; fi
+	$(PYTHON) -m space.demo --model $(ADAPTERS)/$(KEY)/merged --server $(SERVER) --gguf-dir $(DEMO_GGUF) \
+	    --log-dir $(OUT)/demo/logs
 
 # `make pipeline`: the study, reproduced offline. Training data → adapter → answers of the untuned base and of the
 # adapter on the sample's test split → reference metrics against the gold answers → the judge on five criteria →
@@ -126,8 +142,9 @@ serve-demo: $(ADAPTERS)/$(KEY)/merged/config.json
 #                               the sample's gold QA; translations stay gold (GENERATE_FLAGS to change that)
 #   JUDGE=stand-in              the default: eval.stand_in_judge, a local server that scores by text rules (no LLM,
 #                               seconds), labelled a stand-in for GPT-4; the embedded 270M model cannot judge
-#   JUDGE=local                 `transformers serve` on the embedded base model (measured: 3 judgements in 14 min on
-#                               2 CPU cores, every request timing out; for a bigger local model via JUDGE_LOCAL_MODEL)
+#   JUDGE=local                 the embedded base model served by space.demo (llama-server where built, else
+#                               transformers serve, which took 14 min for 3 judgements on 2 CPU cores, every request
+#                               timing out; for a bigger local model via JUDGE_LOCAL_MODEL)
 #   JUDGE=URL JUDGE_MODEL=name  any OpenAI-compatible judge (JUDGE_FLAGS="--api-key-env OPENAI_API_KEY ...")
 PIPELINE := $(OUT)/pipeline
 BASE ?= embedded:base

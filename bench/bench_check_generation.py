@@ -22,6 +22,7 @@ Targets (issue 20): the fastest unquantized setting at least 3x today's, with th
 import argparse
 import json
 import os
+import random
 import resource
 import sys
 import tempfile
@@ -40,7 +41,7 @@ from eval.local_answers import exported_gguf  # noqa: E402
 from ko_radiology import llama_cpp  # noqa: E402
 from ko_radiology.answer_cache import TransformersGenerator  # noqa: E402
 from ko_radiology.dataset_folders import load_qa_splits  # noqa: E402
-from ko_radiology.generation import Answer  # noqa: E402
+from ko_radiology.generation import Answer, is_adapter  # noqa: E402
 from ko_radiology.hardware import cpu_flags, cpu_model_name, default_dtype  # noqa: E402
 from ko_radiology.llama_cpp_answers import LlamaCppGenerator  # noqa: E402
 from ko_radiology.model_loading import resolve_model  # noqa: E402
@@ -54,11 +55,20 @@ REFERENCE_OF = {"f32": "float32", "q8_0": "float32", "bf16": "bfloat16", "float3
 
 
 def test_questions(count: int) -> tuple[list[tuple[str, str]], list[str]]:
-    """The first `count` test questions in `eval.check --limit`'s order, and their gold answers."""
+    """At least `count` test questions, every question of each report taken (a check asks several per report, which
+    llama.cpp's per-slot prompt cache uses), reports in a fixed random order (seed 0); and their gold answers."""
     with tempfile.TemporaryDirectory() as tmp:
         rows = load_qa_splits(str(export_gold_sample(Path(tmp))), "qa", ["test"])["test"]
-        rows = rows.shuffle(seed=0).select(range(min(count, len(rows))))
-        return list(zip(rows["report_ko"], rows["instruction"], strict=True)), list(rows["answer"])
+    reports = list(dict.fromkeys(rows["report_ko"]))
+    random.Random(0).shuffle(reports)
+    chosen: list[int] = []
+    for report in reports:
+        if len(chosen) >= count:
+            break
+        chosen += [index for index, text in enumerate(rows["report_ko"]) if text == report]
+    chosen.sort(key=lambda index: len(rows["report_ko"][index] + rows["instruction"][index]))  # the cache's order
+    rows = rows.select(chosen)
+    return list(zip(rows["report_ko"], rows["instruction"], strict=True)), list(rows["answer"])
 
 
 def cpu_seconds() -> float:
@@ -67,12 +77,16 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def timed(generator, path: str, questions: list[tuple[str, str]], max_new_tokens: int) -> tuple[float, float, list]:
-    """Wall seconds, CPU seconds and the answers of one setting."""
-    answers: dict[int, Answer] = {}
+def timed(generator, paths: list[str], questions: list[tuple[str, str]], max_new_tokens: int) -> tuple:
+    """Wall seconds, CPU seconds and the answers of one setting: every model's, one after the other, as a check
+    answers with the fine-tuned model and its base."""
+    answers: list[Answer] = []
     start, cpu_start = time.monotonic(), cpu_seconds()
-    generator.generate(path, questions, max_new_tokens, answers.__setitem__)
-    return time.monotonic() - start, cpu_seconds() - cpu_start, [answers[i] for i in range(len(questions))]
+    for path in paths:
+        answered: dict[int, Answer] = {}
+        generator.generate(path, questions, max_new_tokens, answered.__setitem__)
+        answers += [answered[i] for i in range(len(questions))]
+    return time.monotonic() - start, cpu_seconds() - cpu_start, answers
 
 
 def settings(args: argparse.Namespace) -> list[tuple[str, object]]:
@@ -90,7 +104,9 @@ def settings(args: argparse.Namespace) -> list[tuple[str, object]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="embedded:base", help="the model to answer with (default: the base)")
+    parser.add_argument(
+        "--models", nargs="+", default=["embedded:base"], help="the models that answer (a check: adapter, base)"
+    )
     parser.add_argument("--questions", type=int, default=24)
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument(
@@ -112,20 +128,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"CPU: {cpu_model_name()}; flags: {listed}")
     today = f"transformers {default_dtype('check')} batch 8"
     print(f"Today's check: {today} (eval.check's dtype here)")
-    path = resolve_model(args.model)
+    paths = [model if is_adapter(model) else resolve_model(model) for model in args.models]
     questions, golds = test_questions(args.questions)
     chosen = settings(args)
     if any(isinstance(generator, LlamaCppGenerator) for _, generator in chosen):
         if (server := llama_cpp.binary("llama-server")).path is None:
             parser.error(f"the llama.cpp settings need llama-server: {server.reason} (or pass --llama-cpp '')")
         for gguf_type in {generator.gguf_type for _, generator in chosen if isinstance(generator, LlamaCppGenerator)}:
-            exported_gguf(path, gguf_type)  # untimed: once per model
-    print(f"{len(questions)} questions x {args.max_new_tokens} new tokens with {path}", flush=True)
+            for path in paths:
+                exported_gguf(path, gguf_type)  # untimed: once per model
+    print(f"{len(questions)} questions x {args.max_new_tokens} new tokens with {', '.join(paths)}", flush=True)
 
     results: dict[str, tuple[float, float, list[Answer]]] = {}
     for label, generator in chosen:
         load_before = os.getloadavg()[0]
-        results[label] = timed(generator, path, questions, args.max_new_tokens)
+        results[label] = timed(generator, paths, questions, args.max_new_tokens)
         seconds, cpu, answers = results[label]
         tokens = sum(answer.num_tokens for answer in answers)
         load = f"load {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"  # this run adds about 2
@@ -135,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
 
-    figures = report(results, golds, today)
+    figures = report(results, golds * len(paths), today)
     if args.answers_out:
         texts = {label: [answer.__dict__ for answer in answers] for label, (*_, answers) in results.items()}
         args.answers_out.write_text(json.dumps(texts, ensure_ascii=False, indent=1), encoding="utf-8")

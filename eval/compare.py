@@ -148,7 +148,7 @@ def ask_endpoint(
 def ask_local(spec: ModelSpec, table: pd.DataFrame, todo: list[int], options: CompareOptions) -> None:
     """Greedy answers from an adapter or merged folder. They are cached per question as each batch is generated
     (`ko_radiology.answer_cache`): an interrupted run resumes there, and answers `eval.check` already generated
-    cost nothing."""
+    cost nothing (both generate in the check's dtype)."""
     from ko_radiology.answer_cache import cached_answers
     from ko_radiology.generation import is_adapter
     from ko_radiology.model_loading import resolve_model

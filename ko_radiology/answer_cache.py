@@ -58,7 +58,10 @@ class TransformersGenerator:
     """The model loaded by transformers (an adapter merged in memory), batched with left padding."""
 
     backend: ClassVar[str] = "transformers"
-    dtype: str = default_dtype("serve")
+    dtype: str = default_dtype("check")
+    """The quality check's (bf16 where the CPU computes it natively), so `eval.check` and `eval.compare` ask for the
+    same answers: the judge scores the answers whose reference metrics the check reports, and the base's
+    never-stopping answers are generated once per machine, not once per dtype."""
     batch_size: int = BATCH_SIZE
 
     def settings(self) -> dict:

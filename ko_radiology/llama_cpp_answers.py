@@ -7,12 +7,16 @@
 `make_gguf(path, gguf_type)` returns the model's GGUF file; the caller supplies it (eval runs training's export
 command: the library imports no part). The server runs on a free loopback port with `slots` sequences decoded in
 parallel, each with room for the longest prompt and `max_new_tokens`, and is stopped however the run ends (Ctrl-C
-too). The requests are the project's prompt format at temperature 0, `slots` in flight at once, through the openai SDK
-built as the LLM client builds it (no environment proxy on loopback).
+too). The requests are the project's prompt format at temperature 0, one in flight per slot, each slot answering the
+questions about its reports one after the other (`slot_queues`: the report's prompt prefix is then prefilled once per
+report, not once per question), through the openai SDK built as the LLM client builds it (no environment proxy on
+loopback).
 """
 
+import queue
+import threading
+from collections import defaultdict
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -81,35 +85,64 @@ def context_per_slot(questions: list[tuple[str, str]], max_new_tokens: int) -> i
     return longest + TEMPLATE_TOKENS + max_new_tokens
 
 
+def slot_queues(questions: list[tuple[str, str]], slots: int) -> list[list[int]]:
+    """Question indices per slot: every question about one report on one slot, one after the other, so each after the
+    first finds the system prompt and the report already in that slot's KV cache and only its question is prefilled
+    (a check asks several questions per report, and the prompt, not the short answer, is most of a fine-tuned model's
+    work). Reports are dealt largest first to the slot with the fewest questions."""
+    by_report: dict[str, list[int]] = defaultdict(list)
+    for index, (report, _) in enumerate(questions):
+        by_report[report].append(index)
+    queues: list[list[int]] = [[] for _ in range(min(slots, len(by_report)))]
+    for indices in sorted(by_report.values(), key=len, reverse=True):
+        min(queues, key=len).extend(indices)
+    return queues
+
+
 def answer_all(
     base_url: str, questions: list[tuple[str, str]], max_new_tokens: int, slots: int, save: SaveAnswer
 ) -> None:
-    """Send every question, `slots` at a time, and save each answer as it arrives (in this thread: the store is not
-    shared between threads). A failed request, or Ctrl-C, cancels the ones not yet sent."""
+    """Send every question, one request in flight per slot, pinned to it (`id_slot`), and save each answer as it
+    arrives (in this thread: the store is not shared between threads). A failed request stops the run; the caller
+    stops the server, which ends the requests still in flight."""
     config = LLMClientConfig(model="gguf", base_url=base_url, api_key_env=None, timeout_s=REQUEST_TIMEOUT_S)
     client, headers = sync_sdk(config)
+    arrived: queue.Queue[tuple[int, Answer | Exception]] = queue.Queue()
+    stopping = threading.Event()
 
-    def ask(question: tuple[str, str]) -> Answer:
+    def ask(question: tuple[str, str], slot: int) -> Answer:
         completion = client.chat.completions.create(
             model=config.model,
             messages=build_messages(*question),
             max_tokens=max_new_tokens,
             temperature=0.0,
             extra_headers=headers,
+            extra_body={"id_slot": slot, "cache_prompt": True},
         )
         return to_answer(completion.choices[0].finish_reason, completion.choices[0].message.content, completion.usage)
 
-    pool = ThreadPoolExecutor(slots, thread_name_prefix="llama-server-request")
+    def work(slot: int, indices: list[int]) -> None:
+        for index in indices:
+            if stopping.is_set():
+                return
+            try:
+                arrived.put((index, ask(questions[index], slot)))
+            except Exception as error:  # handed to the main thread, which raises it
+                arrived.put((index, error))
+                return
+
+    for slot, indices in enumerate(slot_queues(questions, slots)):
+        threading.Thread(target=work, args=(slot, indices), name=f"llama-server-slot-{slot}", daemon=True).start()
     try:
-        pending: dict[Future, int] = {pool.submit(ask, question): index for index, question in enumerate(questions)}
         with tqdm(total=len(questions), desc="Generating (llama.cpp)") as progress:
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    save(pending.pop(future), future.result())
-                    progress.update()
+            for _ in questions:
+                index, answer = arrived.get()
+                if isinstance(answer, Exception):
+                    raise answer
+                save(index, answer)
+                progress.update()
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)  # the caller stops the server, which ends the requests sent
+        stopping.set()
         client.close()
 
 

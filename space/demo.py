@@ -2,6 +2,7 @@
 
 ```bash
 python -m space.demo --model out/adapters/KEY/merged          # what `make demo` runs after training and merging
+python -m space.demo --model out/adapters/KEY/merged --server transformers   # not llama.cpp, even where it is built
 KO_RADIOLOGY_ALLOWED_HOSTS=10.0.0.5 python -m space.demo \
     --endpoint http://10.0.0.5:8080/v1 --endpoint-model ko-radiology   # the Space only, against your own endpoint
 python -m space.demo --model embedded:base --run -- \
@@ -9,6 +10,8 @@ python -m space.demo --model embedded:base --run -- \
 python -m space.demo --stand-in-judge --run -- python -m eval.judge ... --judge-base-url {endpoint}
 ```
 
+`--model` is served by llama.cpp's `llama-server` on the model's GGUF where `make llama-cpp` has built it (the GGUF
+is exported beside the model once), else by `transformers serve`; it prints which, and why (`space/local_server.py`).
 Every process started here gets its own process group (`ko_radiology.processes`), and the whole group is stopped
 (SIGTERM, then SIGKILL) on Ctrl-C, on SIGTERM, or when one of them dies, so nothing is left running. A busy port moves
 to the next free one, with a message. `--run` serves the model (or `eval.stand_in_judge`, the rule-based judge) only
@@ -32,13 +35,13 @@ from ko_radiology.processes import (
     SERVER_START_TIMEOUT_S,
     Service,
     ServiceError,
-    model_server,
     openai_url,
     pick_port,
     start,
     stop,
     wait_ready,
 )
+from space.local_server import SERVERS, LocalServer, choose_local_server
 
 APP_PATH = Path(__file__).with_name("app.py")
 APP_START_TIMEOUT_S = 120.0
@@ -82,15 +85,19 @@ def start_server(server: Service, services: list[Service], timeout_s: float) -> 
     return openai_url(server)
 
 
-def start_model_server(model_dir: str, args: argparse.Namespace, services: list[Service]) -> str:
-    """Start and warm up the local server on `model_dir`; return its OpenAI base URL."""
+def start_model_server(model_dir: str, args: argparse.Namespace, services: list[Service]) -> tuple[str, LocalServer]:
+    """Choose the local server for `model_dir` (saying which and why), start and warm it up; return its OpenAI base
+    URL and the choice."""
     if not (Path(model_dir) / "config.json").is_file():
         raise ServiceError(f"{model_dir} is not a model folder (no config.json). Pass the --out of training.export.")
-    print(f"Loading {model_dir} (up to a few minutes on a busy CPU)...", flush=True)
-    server = model_server(model_dir, pick_port(args.server_port, "model server"), args.log_dir, args.dtype)
-    endpoint = start_server(server, services, SERVER_START_TIMEOUT_S)
-    warm_up(endpoint, model_dir)
-    return endpoint
+    port = pick_port(args.server_port, "model server")
+    gguf_dir = args.gguf_dir.resolve() if args.gguf_dir else None
+    server = choose_local_server(Path(model_dir), args.server, gguf_dir, port, args.log_dir, args.dtype, args.slots)
+    print(server.why, flush=True)
+    print(f"Loading {server.model} (up to a few minutes on a busy CPU)...", flush=True)
+    endpoint = start_server(server.service, services, SERVER_START_TIMEOUT_S)
+    warm_up(endpoint, server.model)
+    return endpoint, server
 
 
 def local_model_dir(name_or_path: str) -> str:
@@ -115,19 +122,22 @@ def serve_until_interrupted(services: list[Service]) -> int:
 
 
 def run_demo(args: argparse.Namespace, services: list[Service]) -> int:
+    slots = None
     if args.stand_in_judge:
         model = "stand-in-judge"
         judge = stand_in_judge(pick_port(args.server_port, "stand-in judge"), args.log_dir)
         endpoint = start_server(judge, services, APP_START_TIMEOUT_S)
     elif args.model:
-        model = local_model_dir(args.model)
-        endpoint = start_model_server(model, args, services)
+        endpoint, server = start_model_server(local_model_dir(args.model), args, services)
+        model, slots = server.model, server.slots
     else:
         model, endpoint = args.endpoint_model, args.endpoint
     if args.run:
         command = [part.replace("{endpoint}", endpoint).replace("{model}", model or "") for part in args.run]
         return subprocess.run(command).returncode
     app = space_app(endpoint, model, pick_port(args.port, "Space"), args.log_dir)
+    if slots:  # as many answers at once as the server decodes in parallel
+        app.env["KO_RADIOLOGY_CONCURRENCY_LIMIT"] = str(slots)
     services.append(app)
     start(app)
     wait_ready(app, APP_START_TIMEOUT_S)
@@ -152,7 +162,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     source.add_argument("--model", help="model folder (training.export --out) or embedded:base to serve locally")
     source.add_argument("--endpoint", help="an OpenAI-compatible base URL to use instead (e.g. http://host:8080/v1)")
     source.add_argument("--stand-in-judge", action="store_true", help="with --run: serve eval.stand_in_judge instead")
-    parser.add_argument("--endpoint-model", help="model name to send to --endpoint (TGI: the LoRA adapter name)")
+    parser.add_argument("--endpoint-model", help="model name to send to --endpoint (vLLM: the --lora-modules name)")
     parser.add_argument(
         "--port",
         type=int,
@@ -160,7 +170,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="Space port (default 7860 or $GRADIO_SERVER_PORT; the next free one if busy)",
     )
     parser.add_argument("--server-port", type=int, default=8000, help="model server port (the next free one if busy)")
-    parser.add_argument("--dtype", default=default_dtype("serve"), help="weights dtype for --model (%(default)s)")
+    parser.add_argument(
+        "--server",
+        choices=SERVERS,
+        default="auto",
+        help="local server for --model: llama.cpp's llama-server where built, else transformers serve (%(default)s: "
+        "llama.cpp when it can, saying why not)",
+    )
+    parser.add_argument(
+        "--gguf-dir",
+        type=Path,
+        help="llama.cpp: the model's GGUF folder (training.export --format gguf --out); default MODEL-gguf beside "
+        "--model, exported there when missing or older than the model",
+    )
+    parser.add_argument("--slots", type=int, default=4, help="llama.cpp: answers decoded at once (%(default)s)")
+    parser.add_argument(
+        "--dtype", default=default_dtype("serve"), help="weights dtype for transformers serve (%(default)s)"
+    )
     parser.add_argument("--log-dir", type=Path, default=Path("out/demo/logs"), help="where the processes log")
     parser.add_argument(
         "--run",
@@ -177,7 +203,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     elif args.stand_in_judge:
         parser.error("--stand-in-judge serves a judge for --run COMMAND, not for the Space.")
     if args.endpoint and not args.endpoint_model:
-        parser.error("--endpoint needs --endpoint-model: the model name the server serves (TGI: the adapter name).")
+        parser.error("--endpoint needs --endpoint-model: the model name the server serves (vLLM: the adapter name).")
+    if not args.model and (args.server != "auto" or args.gguf_dir):
+        parser.error("--server and --gguf-dir choose how --model is served; pass --model MODEL_DIR with them.")
+    if args.slots < 1:
+        parser.error(f"--slots {args.slots}: pass 1 or more parallel slots.")
     return args
 
 

@@ -2,6 +2,7 @@
 
 import json
 import re
+from collections import Counter
 
 import pytest
 import torch
@@ -42,9 +43,21 @@ def test_each_pair_is_the_gold_answer_against_one_defect(train_rows):
             assert len(chosen) == len(rejected) and swap_sides(rejected) == chosen
         elif pair["defect"] == "finding_invented":
             assert rejected.startswith(chosen + " ")
+        elif pair["defect"] == "answered_unanswerable":
+            assert declines(chosen) and yes_no_word(rejected) in {"네", "아니요"} and not declines(rejected)
         else:
-            assert declines(chosen) and yes_no_word(rejected) == "네" and not declines(rejected)
+            assert not declines(chosen) and declines(rejected) and rejected in train_answers
         assert chosen in train_answers, "pairs come from the train split's gold answers only"
+
+
+def test_pairs_push_as_much_against_declining_as_for_it_and_start_as_often_with_either_word(train_rows):
+    pairs = preference_pairs(train_rows, ["질문 답변"])
+    defects = Counter(pairs["defect"])
+    assert defects["declined_answerable"] == defects["answered_unanswerable"] > 0
+    rejected_words = Counter(yes_no_word(rejected[0]["content"]) for rejected in pairs["rejected"])
+    assert abs(rejected_words["네"] - rejected_words["아니요"]) <= 0.1 * (
+        rejected_words["네"] + rejected_words["아니요"]
+    )
 
 
 def test_sides_swap_in_terms_and_words_and_nothing_else():

@@ -1,91 +1,39 @@
 """`make demo` and `make pipeline`, reduced but real: the README's first commands, so they cannot rot.
 
-The demo trains two steps on the tiny model, merges, starts `transformers serve` and the Space through
-`space/demo.py`, is asked a question through `gradio_client`, and is stopped with SIGINT sent to its process group,
-as Ctrl-C in a terminal does; then no process it started may be left. The pipeline reuses that adapter (same data,
-recipe and flags: same key), answers three test questions with the base and the adapter, checks them against the gold
-answers, judges one criterion with the rule-based stand-in judge and writes the report; a second run redoes nothing.
+The demo trains two steps on the tiny model, merges, starts the local server (llama.cpp's `llama-server` on a GGUF
+where it is built, else `transformers serve`) and the Space through `space/demo.py`, is asked a question through
+`gradio_client`, and is stopped with SIGINT sent to its process group, as Ctrl-C in a terminal does; then no process
+it started may be left. The pipeline reuses that adapter (same data, recipe and flags: same key), answers three test
+questions with the base and the adapter, checks them against the gold answers, judges one criterion with the
+rule-based stand-in judge and writes the report; a second run redoes nothing.
 """
 
 import os
 import re
 import shutil
-import signal
-import subprocess
-import threading
-import time
 from pathlib import Path
 
 import psutil
 import pytest
 from gradio_client import Client
 
+from tests.foreground_run import ForegroundRun
 from tests.standins import PROXY_VARIABLES, ConnectionCounter
 
-ROOT = Path(__file__).resolve().parent.parent
 TRAIN_FLAGS = (
     "--model_name_or_path embedded:tiny --dtype float32 --max_steps 2 --max_length 384 --eval_strategy no "
     "--eval_on_start false --save_strategy no --lora_target_modules q_proj v_proj"
 )
 START_TIMEOUT_S = 300
-STOP_TIMEOUT_S = 60
 REPORT = "소견: 양측 폐는 깨끗하다. 기흉이나 흉수는 없다.\n\n결론: 급성 심폐 이상 소견 없음."
 
 
-class MakeRun:
+class MakeRun(ForegroundRun):
     """`make TARGET VAR=...` in its own process group (like a terminal's foreground job), its output collected live."""
 
     def __init__(self, target: str, env: dict[str, str] | None = None, **variables: str):
         command = ["make", "--no-print-directory", target] + [f"{name}={value}" for name, value in variables.items()]
-        self.process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    def wait_for(self, pattern: str, timeout_s: float) -> re.Match:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if match := re.search(pattern, self.output):
-                return match
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.5)
-        self.interrupt()
-        pytest.fail(f"no {pattern!r} from make (exit {self.process.poll()}):\n{self.output[-4000:]}")
-
-    def interrupt(self) -> int:
-        """SIGINT to the whole process group, as Ctrl-C in a terminal; the exit status once everything has ended."""
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGINT)
-        returncode = self.process.wait(timeout=STOP_TIMEOUT_S)
-        self._reader.join(timeout=5)
-        return returncode
-
-    def finish(self, timeout_s: float) -> str:
-        try:
-            self.process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.interrupt()
-            pytest.fail(f"make did not finish in {timeout_s}s:\n{self.output[-4000:]}")
-        self._reader.join(timeout=5)
-        assert self.process.returncode == 0, self.output[-4000:]
-        return self.output
+        super().__init__(command, env)
 
 
 def processes_mentioning(text: str) -> list[str]:
@@ -135,7 +83,10 @@ def test_make_demo_serves_the_fine_tuned_model_and_ctrl_c_stops_everything(out_d
             returncode = demo.interrupt()
 
     assert proxy.connections == 0, "the environment proxy was reached"
-    assert "Stopped Space." in demo.output and "Stopped model server." in demo.output, demo.output[-2000:]
+    assert "Stopped Space." in demo.output, demo.output[-2000:]
+    server = re.search(r"Serving with (llama\.cpp's llama-server|transformers serve)", demo.output)
+    assert server, "the demo says which server it chose"
+    assert f"Stopped {'llama-server' if 'llama' in server[1] else 'model server'}." in demo.output, demo.output[-2000:]
     assert "Stopping..." in demo.output and returncode is not None
     for pid in pids:
         with pytest.raises(ProcessLookupError):

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from ko_radiology.answer_cache import TransformersGenerator
 from ko_radiology.generation import load_for_generation
 from ko_radiology.hardware import DTYPE_PURPOSES, cpu_flags, default_dtype
 from ko_radiology.processes import launch_model_server
@@ -66,7 +65,8 @@ def test_every_default_dtype_is_the_policys(tmp_path):
     assert check_args([str(tmp_path)]).dtype == default_dtype("check")
     assert demo_args(["--model", "embedded:base"]).dtype == default_dtype("serve")
     assert inspect.signature(merge_adapter).parameters["dtype"].default == default_dtype("merge")
-    for loader in (load_for_generation, TransformersGenerator, launch_model_server):
+    # The answer cache follows the check's dtype: tests/test_answer_cache.py holds that.
+    for loader in (load_for_generation, launch_model_server):
         assert inspect.signature(loader).parameters["dtype"].default == default_dtype("serve"), loader.__name__
 
 

@@ -14,6 +14,7 @@ from eval.local_answers import gguf_exports_dir, local_generator
 from ko_radiology import llama_cpp
 from ko_radiology.answer_cache import BATCH_SIZE, TransformersGenerator, answers_store_path, cached_answers
 from ko_radiology.embedded_models import prepare_tiny_model
+from ko_radiology.hardware import default_dtype
 from ko_radiology.llm import ResponseStore
 
 QUESTIONS = [("[판독문] 우측 소량 흉수.", "흉수가 있나요?"), ("[판독문] 심장 크기 정상.", "심장은 어떤가요?")]
@@ -87,5 +88,5 @@ def test_llama_cpp_without_a_build_is_one_line_and_auto_falls_back(tiny_model, t
     assert compare.main([*argv, "--out", str(tmp_path / "a.csv"), "--backend", "llama.cpp"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
     assert compare.main([*argv, "--out", str(tmp_path / "b.csv")]) == 0
-    said = f"Answering with transformers (float32, batches of {BATCH_SIZE}): llama.cpp is not available"
+    said = f"transformers ({default_dtype('check')}, batches of {BATCH_SIZE}): llama.cpp is not available"
     assert said in capsys.readouterr().out

@@ -36,7 +36,7 @@ from training.data import (
 )
 from training.export import merge_adapter
 from training.sft import HUB_FILES, cli, main, parse_args
-from training.trainer import answer_only_loss, earlier_answer_tokens, repeat_unlikelihood
+from training.trainer import answer_only_loss, answer_starts, earlier_answer_tokens, repeat_unlikelihood
 
 TINY_HUB_ID = "org/tiny-gemma3"
 """Stands in for `google/gemma-3-270m`: the Hub id the tiny model's adapters name as their base in these tests."""
@@ -251,6 +251,26 @@ def test_unlikelihood_is_minus_log_one_minus_p_of_each_candidate(tiny_model_dir)
     assert repeat_unlikelihood(logprobs, labels[:, 1:][:, keep], keep).item() == pytest.approx(expected.item(), 1e-4)
 
 
+def test_answer_start_weight_counts_each_answers_first_token_that_many_times(tiny_model_dir):
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    input_ids = torch.tensor([[2, 50, 60, 70, 80, 51, 90, 91]])
+    labels = torch.full_like(input_ids, -100)
+    labels[0, [2, 3, 4]] = input_ids[0, [2, 3, 4]]  # two answers: 60 70 80, and 90 91 after an unlabelled 51
+    labels[0, [6, 7]] = input_ids[0, [6, 7]]
+    plain, outputs, _ = answer_only_loss(model, {"input_ids": input_ids, "labels": labels})
+    weighted, _, _ = answer_only_loss(model, {"input_ids": input_ids, "labels": labels}, answer_start_weight=4.0)
+    logprobs = outputs.logits[0].float().log_softmax(dim=-1)  # kept positions 1, 2, 3, 5, 6
+    starts = -(logprobs[0, 60] + logprobs[3, 90])  # the first tokens of the two answers
+    assert answer_starts(labels[0, 1:][[1, 2, 3, 5, 6]], torch.tensor([1, 2, 3, 5, 6])).tolist() == [
+        True,
+        False,
+        False,
+        True,
+        False,
+    ]
+    assert weighted.item() == pytest.approx(plain.item() + 3.0 * starts.item() / 5, rel=1e-4)
+
+
 def test_overlong_examples_dropped_or_truncated_with_count(gold_hub_folder, tokenizer, capsys):
     split = load_qa_splits(str(gold_hub_folder), "qa", ["train"])["train"].select(range(20))
     max_length = sorted(len(tokenize_example(row, tokenizer)["input_ids"]) for row in split)[10]
@@ -356,7 +376,8 @@ def test_quality_check_writes_its_numbers_and_the_card_shows_them(trained, gold_
 @pytest.mark.parametrize(
     ("quality_file", "shown", "absent"),
     [
-        ("docs/results/quality.json", "| chrF++ vs gold | 0.296 | 0.127 |", "Yes/no questions"),  # before issue 19
+        ("tests/fixtures/quality-before-issue-19.json", "| chrF++ vs gold | 0.296 | 0.127 |", "Yes/no questions"),
+        ("docs/results/quality.json", "(73) | 68% (57–78%) | 0% (0–5%) | | >= 0.85: **not met** |", "not measured"),
         ("tests/fixtures/quality.json", "(9) | 44% (19–73%) | 11% (2–43%) | | >= 0.85: **not met** |", "not measured"),
     ],
 )

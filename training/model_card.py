@@ -80,6 +80,7 @@ def card_values(
         "dtype": results.get("dtype", model_args.dtype),
         "initialized_tokens": results.get("initialized_tokens", []),
         "unlikelihood_weight": script_args.unlikelihood_weight,
+        "answer_start_weight": script_args.answer_start_weight,
         "lora_r": getattr(peft_config, "r", "n/a"),
         "lora_alpha": getattr(peft_config, "lora_alpha", "n/a"),
         "lora_dropout": getattr(peft_config, "lora_dropout", "n/a"),

@@ -95,6 +95,9 @@ class QAScriptArguments(ScriptArguments):
             answer already wrote, other than the gold next one, is pushed down. A small base fine-tuned for a few
             minutes otherwise copies its own last words when unsure, and greedy decoding loops. The validation loss
             stays plain cross-entropy.
+        answer_start_weight (`float`, *optional*, defaults to `1.0`):
+            Count each answer's first token this many times in the training loss (`training/trainer.py`): the
+            token that decides 네 or 아니요, or declining, is one among ~40 of its answer otherwise.
         dataset_mixture (`dict` or `None`, *optional*, defaults to `None`):
             Several datasets instead of `dataset_name`, each a `qa` folder, a Hub id or an instruction/answer JSONL or
             CSV file with a weight (the fraction of its rows drawn), a split and a column mapping, in the
@@ -120,6 +123,13 @@ class QAScriptArguments(ScriptArguments):
             "tokens an answer already wrote, against looping under greedy decoding. 0: plain cross-entropy."
         },
     )
+    answer_start_weight: float = field(
+        default=1.0,
+        metadata={
+            "help": "Weight of each answer's first token (네/아니요, or a decline) in the training loss; 1: as every "
+            "other token."
+        },
+    )
     dataset_mixture: dict | str | None = field(
         default=None,
         metadata={
@@ -143,6 +153,8 @@ class QAScriptArguments(ScriptArguments):
                 f"unlikelihood_weight must be 0 or more (a negative one rewards repeating), "
                 f"got {self.unlikelihood_weight}."
             )
+        if self.answer_start_weight < 1:
+            raise ValueError(f"answer_start_weight must be 1 or more, got {self.answer_start_weight}.")
         if self.dataset_name and self.dataset_mixture:
             raise ValueError(
                 "Both dataset_name and dataset_mixture are set. Train on one dataset (dataset_name) or on a mixture "
@@ -279,6 +291,7 @@ def main(script_args: QAScriptArguments, training_args: SFTConfig, model_args: M
         processing_class=tokenizer,
         peft_config=peft_config,
         unlikelihood_weight=script_args.unlikelihood_weight,
+        answer_start_weight=script_args.answer_start_weight,
     )
     freeze_and_merge_token_rows(trainer.model)
     hub_base = EMBEDDED_HUB_IDS.get(model_args.model_name_or_path, base_model)

@@ -4,7 +4,9 @@ TRL's fused head scores every position off Triton devices (CPU included), and Ge
 cost of a forward pass. Here the model is asked, with `logits_to_keep`, for logits only at positions whose next token
 is an answer token (~15% of a report-plus-question example), and the cross-entropy is taken on those. With
 `unlikelihood_weight`, a repeat-unlikelihood term on the same log-probabilities teaches the model not to write again
-what its answer already wrote: the loops a small model falls into under greedy decoding.
+what its answer already wrote: the loops a small model falls into under greedy decoding. With `answer_start_weight`,
+each answer's first token counts that many times: the token that says 네, 아니요, or that the report does not say it,
+one decision among the ~40 tokens of an answer, and the one a user reads first.
 """
 
 import torch
@@ -18,15 +20,22 @@ def positions_to_score(labels: torch.Tensor) -> torch.Tensor:
     return (labels[:, 1:] != -100).any(dim=0).nonzero().flatten()
 
 
+def answer_starts(targets: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Mask of the labels that start an answer, for one row's labels at sequence `positions`: an answer is a run of
+    labels at consecutive positions (each answer of a chat, or of a packed row, is its own)."""
+    valid = targets != -100
+    follows = torch.cat([valid.new_zeros(1), valid[:-1] & (positions[1:] == positions[:-1] + 1)])
+    return valid & ~follows
+
+
 def earlier_answer_tokens(targets: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     """[K, K] mask for one row's labels at sequence `positions`: (i, j) is set when label j is the first occurrence of
     its token earlier in the same answer as label i, and is not label i's own token.
 
-    An answer is a run of labels at consecutive positions: each answer of a chat, or of a packed row, is its own.
+    Answers as `answer_starts` delimits them.
     """
     valid = targets != -100
-    follows = torch.cat([valid.new_zeros(1), valid[:-1] & (positions[1:] == positions[:-1] + 1)])
-    answer = torch.cumsum((valid & ~follows).long(), 0)
+    answer = torch.cumsum(answer_starts(targets, positions).long(), 0)
     index = torch.arange(targets.numel(), device=targets.device)
     earlier = index[None, :] < index[:, None]
     same_answer = (answer[None, :] == answer[:, None]) & valid[None, :] & valid[:, None]
@@ -55,9 +64,11 @@ def answer_only_loss(
     inputs: dict,
     num_items_in_batch: int | torch.Tensor | None = None,
     unlikelihood_weight: float = 0.0,
+    answer_start_weight: float = 1.0,
 ) -> tuple[torch.Tensor, CausalLMOutputWithPast, torch.Tensor]:
-    """Mean next-token cross-entropy over the labelled tokens, computing logits at those positions only, plus
-    `unlikelihood_weight` times the repeat unlikelihood (`repeat_unlikelihood`), per labelled token.
+    """Mean next-token cross-entropy over the labelled tokens, computing logits at those positions only, each answer's
+    first token weighted `answer_start_weight`, plus `unlikelihood_weight` times the repeat unlikelihood
+    (`repeat_unlikelihood`), per labelled token.
 
     Returns:
         The loss (divided by `num_items_in_batch` when given, as `Trainer` does under gradient accumulation), the model
@@ -70,7 +81,11 @@ def answer_only_loss(
     targets = labels[:, 1:][:, keep]
     logits = outputs.logits.float()
     logprobs = logits.log_softmax(dim=-1)  # once, for both terms
-    loss_sum = F.nll_loss(logprobs.flatten(0, 1), targets.flatten(), ignore_index=-100, reduction="sum")
+    token_losses = F.nll_loss(logprobs.flatten(0, 1), targets.flatten(), ignore_index=-100, reduction="none")
+    loss_sum = token_losses.sum()
+    if answer_start_weight != 1.0:
+        starts = torch.stack([answer_starts(row, keep) for row in targets]).flatten()
+        loss_sum = loss_sum + (answer_start_weight - 1.0) * token_losses[starts].sum()
     if unlikelihood_weight:
         loss_sum = loss_sum + unlikelihood_weight * repeat_unlikelihood(logprobs, targets, keep)
     num_tokens = (targets != -100).sum() if num_items_in_batch is None else num_items_in_batch
@@ -87,13 +102,15 @@ class AnswerOnlySFTTrainer(SFTTrainer):
     so nothing depends on `SFTTrainer`'s private bookkeeping, which then stays empty.
 
     Args:
-        unlikelihood_weight: Weight of the repeat unlikelihood in the training loss (0: plain cross-entropy). The
-            validation loss is always the plain cross-entropy, comparable between runs.
+        unlikelihood_weight: Weight of the repeat unlikelihood in the training loss (0: plain cross-entropy).
+        answer_start_weight: Weight of each answer's first token in the training loss (1: as every other token).
+            The validation loss is always the plain cross-entropy, comparable between runs.
     """
 
-    def __init__(self, *args, unlikelihood_weight: float = 0.0, **kwargs):
+    def __init__(self, *args, unlikelihood_weight: float = 0.0, answer_start_weight: float = 1.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.unlikelihood_weight = unlikelihood_weight
+        self.answer_start_weight = answer_start_weight
         self.token_accuracies: dict[str, list[float]] = {"train": [], "eval": []}
         """Per mode, the labelled-token accuracy of each batch since the last log."""
         self.train_tokens_seen = 0
@@ -101,8 +118,8 @@ class AnswerOnlySFTTrainer(SFTTrainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if self.model.training else "eval"
-        weight = self.unlikelihood_weight if mode == "train" else 0.0
-        loss, outputs, num_correct = answer_only_loss(model, inputs, num_items_in_batch, weight)
+        weights = (self.unlikelihood_weight, self.answer_start_weight) if mode == "train" else (0.0, 1.0)
+        loss, outputs, num_correct = answer_only_loss(model, inputs, num_items_in_batch, *weights)
         # As in `SFTTrainer.compute_loss`: `num_items_in_batch` counts every rank's tokens while DDP averages gradients
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * (self.accelerator.num_processes // self.get_tp_size())
