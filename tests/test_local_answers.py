@@ -4,6 +4,7 @@ exported again; and the one-line error or the fallback where llama-server is not
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -90,3 +91,15 @@ def test_llama_cpp_without_a_build_is_one_line_and_auto_falls_back(tiny_model, t
     assert compare.main([*argv, "--out", str(tmp_path / "b.csv")]) == 0
     said = f"transformers ({default_dtype('check')}, batches of {BATCH_SIZE}): llama.cpp is not available"
     assert said in capsys.readouterr().out
+
+
+@pytest.mark.skipif(SERVER.path is None, reason=SERVER.reason or "")
+def test_llama_cpp_prefills_a_report_once_for_all_its_questions(tiny_model, cache_with_llama_cpp, capsys):
+    """Questions about one report go to one slot in a row, whose KV cache still holds the system prompt and report:
+    llama-server's log shows the later questions prefilled with their own few tokens, not the whole prompt."""
+    report = "[판독문] 우측 소량 흉수가 있으며 심장 크기는 정상이다. 기흉은 없다. 좌측 폐야는 깨끗하다."
+    questions = [(report, "흉수가 있나요?"), (report, "기흉이 있나요?"), (report, "심장 크기는 어떤가요?")]
+    cached_answers(str(tiny_model), questions, 4, local_generator(str(tiny_model), "llama.cpp", "f32", slots=2))
+    log = Path(re.search(r"Started llama-server \(pid \d+, log (.+)\)\.", capsys.readouterr().out).group(1))
+    prefilled = [int(tokens) for tokens in re.findall(r"prompt eval time = .* / +(\d+) tokens", log.read_text())]
+    assert len(prefilled) == 3 and all(tokens < prefilled[0] / 3 for tokens in prefilled[1:]), prefilled
