@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         default="f32:1,f32:2,f32:4,f32:8,bf16:4,q8_0:4",
         help="GGUF_TYPE:SLOTS settings, comma-separated ('' for none)",
     )
+    parser.add_argument("--rounds", type=int, default=1, help="times every setting runs, alternating")
     parser.add_argument("--answers-out", type=Path, help="write every setting's answers here (JSON)")
     parser.add_argument("--json", type=Path, help="write the figures here (bench/run_all.py)")
     args = parser.parse_args(argv)
@@ -140,17 +141,23 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(questions)} questions x {args.max_new_tokens} new tokens with {', '.join(paths)}", flush=True)
 
     results: dict[str, tuple[float, float, list[Answer]]] = {}
-    for label, generator in chosen:
-        load_before = os.getloadavg()[0]
-        results[label] = timed(generator, paths, questions, args.max_new_tokens)
-        seconds, cpu, answers = results[label]
-        tokens = sum(answer.num_tokens for answer in answers)
-        load = f"load {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"  # this run adds about 2
-        print(
-            f"{label}: {seconds:.1f} s, {tokens} tokens, {tokens / seconds:.1f} tokens/s; {cpu:.0f} CPU s, "
-            f"{tokens / cpu:.1f} tokens per CPU s ({load})",
-            flush=True,
-        )
+    for round_number in range(1, args.rounds + 1):  # the settings alternate, round after round
+        for label, generator in chosen:
+            load_before = os.getloadavg()[0]
+            seconds, cpu, answers = timed(generator, paths, questions, args.max_new_tokens)
+            tokens = sum(answer.num_tokens for answer in answers)
+            load = f"load {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"  # this run adds about 2
+            print(
+                f"round {round_number}, {label}: {seconds:.1f} s, {tokens} tokens, {tokens / seconds:.1f} tokens/s; "
+                f"{cpu:.0f} CPU s, {tokens / cpu:.1f} tokens per CPU s ({load})",
+                flush=True,
+            )
+            earlier = results.get(label, (0.0, 0.0, answers))
+            results[label] = (earlier[0] + seconds, earlier[1] + cpu, earlier[2])  # the first round's answers
+    results = {
+        label: (seconds / args.rounds, cpu / args.rounds, answers)
+        for label, (seconds, cpu, answers) in results.items()
+    }
 
     figures = report(results, golds * len(paths), today)
     if args.answers_out:
