@@ -89,17 +89,17 @@ def context_per_slot(questions: list[tuple[str, str]], max_new_tokens: int) -> i
 
 
 def slot_queues(questions: list[tuple[str, str]], slots: int) -> list[list[int]]:
-    """Question indices per slot: every question about one report on one slot, one after the other, so each after the
-    first finds the system prompt and the report already in that slot's KV cache and only its question is prefilled
-    (a check asks several questions per report, and the prompt, not the short answer, is most of a fine-tuned model's
-    work). Reports are dealt largest first to the slot with the fewest questions."""
+    """Question indices per slot, as many on each: the questions grouped by report, then cut into `slots` consecutive
+    runs, so a slot asks about one report several times in a row and each question after its first finds the system
+    prompt and the report already in the slot's KV cache (a check asks about 10 questions per report, and the prompt,
+    not the short answer, is most of a fine-tuned model's work). Every slot is used even with fewer reports than
+    slots; a report cut between two slots is prefilled once on each."""
     by_report: dict[str, list[int]] = defaultdict(list)
     for index, (report, _) in enumerate(questions):
         by_report[report].append(index)
-    queues: list[list[int]] = [[] for _ in range(min(slots, len(by_report)))]
-    for indices in sorted(by_report.values(), key=len, reverse=True):
-        min(queues, key=len).extend(indices)
-    return queues
+    ordered = [index for indices in by_report.values() for index in indices]
+    count = min(slots, len(ordered))
+    return [ordered[len(ordered) * slot // count : len(ordered) * (slot + 1) // count] for slot in range(count)]
 
 
 def answer_all(
