@@ -2,8 +2,11 @@
 transformers, or through llama.cpp's `llama-server` on a GGUF of the model, which training's export makes once per
 model into the cache.
 
-`auto` takes llama.cpp where llama-server is built here (`python -m ko_radiology.llama_cpp status`) and the model is
-a local folder, else transformers, and says which. Why llama.cpp: PLACEHOLDER.
+`auto` takes llama.cpp's Q8_0 with 8 slots where llama-server is built here (`python -m ko_radiology.llama_cpp
+status`) and the model is a local folder, else transformers, and says which: it was the fastest path measured
+(`bench/bench_check_generation.py`), a check's answers 1.4x as fast as transformers in bf16 on a 2-core AMD EPYC
+with native bf16, and its chrF++ against the gold answers within the CI of the unquantized f32 GGUF's. The f32 GGUF
+gives transformers float32's greedy answers (39 of 40 identical), no faster than transformers in bf16 there.
 
 Answers are cached per question under the backend's settings (`ko_radiology.answer_cache`): a llama.cpp answer is
 never served as a transformers one, nor an f32 GGUF's as a Q8_0 one.
@@ -25,7 +28,7 @@ BACKENDS = ("auto", "transformers", "llama.cpp")
 GGUF_TYPES = ("f32", "bf16", "q8_0")
 """f32 and bf16 are unquantized (the same greedy answers as transformers in that dtype, up to float rounding); Q8_0
 is quantized (quality within the CIs of the check, bench/bench_check_generation.py)."""
-DEFAULT_GGUF_TYPE = "f32"
+DEFAULT_GGUF_TYPE = "q8_0"
 MERGE_DTYPES = {"f32": "float32", "bf16": "bfloat16", "q8_0": "float32"}
 """The dtype an adapter is merged in before conversion: no rounding to bf16 on the way to an f32 or Q8_0 file."""
 

@@ -34,7 +34,9 @@ MODEL_FILES = ("*.safetensors", "*.bin", "adapter_config.json", "config.json", "
 LENGTH = "length"
 """`finish_reason` of an answer cut at `max_new_tokens`; a stopped one records the stop token it ended with."""
 BATCH_SIZE = 8
-"""Questions per `generate()` call: larger batches were no faster on 2 CPU cores (bench/bench_check_generation.py)."""
+"""Questions per `generate()` call. 16 was 1.1-1.2x as fast on 2 CPU cores (bench/bench_check_generation.py) but gave
+other bf16 answers to 9 of 40 questions (the sums' order follows the batch's shape); 8 keeps the published checks
+reproducible."""
 
 SaveAnswer = Callable[[int, Answer], None]
 """Stores the answer to the question at an index of the list a generator was given, as soon as it is generated."""
