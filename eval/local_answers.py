@@ -2,11 +2,12 @@
 transformers, or through llama.cpp's `llama-server` on a GGUF of the model, which training's export makes once per
 model into the cache.
 
-`auto` takes llama.cpp's Q8_0 with 8 slots where llama-server is built here (`python -m ko_radiology.llama_cpp
-status`) and the model is a local folder, else transformers, and says which: it was the fastest path measured
-(`bench/bench_check_generation.py`), a check's answers 1.4x as fast as transformers in bf16 on a 2-core AMD EPYC
-with native bf16, and its chrF++ against the gold answers within the CI of the unquantized f32 GGUF's. The f32 GGUF
-gives transformers float32's greedy answers (39 of 40 identical), no faster than transformers in bf16 there.
+`auto` takes llama.cpp's Q8_0 where llama-server is built here (`python -m ko_radiology.llama_cpp status`) and the
+model is a local folder, else transformers, and says which: it was the fastest path measured
+(`bench/bench_check_generation.py` on a 2-core AMD EPYC with native bf16: a check's answers 1.6x as fast as
+transformers in bf16, batches of 8; transformers with batches of 16 1.2x, the f32 GGUF 1.2x), with its chrF++ against
+the gold answers within the CI of the unquantized f32 GGUF's. The f32 GGUF is the one that gives transformers
+float32's greedy answers (39 of 40 identical).
 
 Answers are cached per question under the backend's settings (`ko_radiology.answer_cache`): a llama.cpp answer is
 never served as a transformers one, nor an f32 GGUF's as a Q8_0 one.

@@ -31,9 +31,10 @@ from ko_radiology.llm.transport import sync_sdk
 from ko_radiology.processes import SERVER_START_TIMEOUT_S, ServiceError, free_port, openai_url, start, stop, wait_ready
 from ko_radiology.prompts import build_messages
 
-SLOTS = 8
-"""Sequences llama-server decodes at once: on 2 CPU cores 8 slots decoded 64 tokens/s of Q8_0 in all against 54-67
-for one sequence (llama-bench tg32), so slots add little to decoding; their gain is the prompt each reuses
+SLOTS = 4
+"""Sequences llama-server decodes at once. On 2 CPU cores 4 and 8 slots were as fast (a check's answers, Q8_0: 90.6
+and 93.0 s, bench/bench_check_generation.py), and one sequence already decodes 54-67 tokens/s (llama-bench tg32)
+against 66 for all slots together: decoding is compute-bound there, and the slots' gain is the prompt each reuses
 (`slot_queues`)."""
 SERVER_STOP = "stop"
 """llama-server's `finish_reason` for an answer that ended with an end-of-generation token. It does not say which
