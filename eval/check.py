@@ -241,10 +241,11 @@ def run_check(args: argparse.Namespace) -> dict:
     labels = gold_labels(rows, f"{dataset_name} [{args.split}]")  # a bad label stops the check before generating
     questions = list(zip(rows["report_ko"], rows["instruction"], strict=True))
     base = base_of(args.model, args.base)
-    answers_of_each = []
+    answers_of_each, backend = [], args.backend
     for model in (args.model, local_base_for(base) if args.base is None else resolve_model(args.base)):
-        generator = local_generator(model, args.backend, args.gguf_type, args.slots, args.dtype, args.batch_size)
+        generator = local_generator(model, backend, args.gguf_type, args.slots, args.dtype, args.batch_size)
         answers_of_each.append(cached_answers(model, questions, args.max_new_tokens, generator))
+        backend = generator.backend  # the base answers as the fine-tuned model did: quality.json names one backend
     tuned_answers, untuned = answers_of_each
     result = quality(tuned_answers, untuned, labels, Glossary.from_tsv())
     result.update(split=args.split, dataset=dataset_name, base=base, subset=args.limit)

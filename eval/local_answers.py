@@ -91,6 +91,11 @@ def local_generator(
     if gguf_type not in GGUF_TYPES:
         raise ValueError(f"--gguf-type {gguf_type} is not one of {', '.join(GGUF_TYPES)}.")
     chosen, why = choose_backend(backend, path)
+    if chosen == "llama.cpp" and backend == "auto":
+        try:  # before any answer is keyed: an answer is stored under the backend that made it
+            exported_gguf(path, gguf_type)
+        except RuntimeError as error:
+            chosen, why = "transformers", f"the GGUF export failed ({error})"
     if chosen == "llama.cpp":
         print(f"Answering with llama.cpp (GGUF {gguf_type.upper()}, {slots} slots): {why}.", flush=True)
         return LlamaCppGenerator(exported_gguf, gguf_type, slots)
