@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import statistics
 import sys
 import tempfile
@@ -300,7 +301,13 @@ def print_targets(figures: dict[str, dict[str, float]]) -> bool:
     )
 
 
+def exit_on_sigterm(signum: int, frame) -> None:
+    """A timeout's SIGTERM ends the bench as Ctrl-C does: the servers are stopped and the temporary folder removed."""
+    raise SystemExit(128 + signum)
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="embedded:base", help="a merged model folder or embedded:base")
     parser.add_argument("--rounds", type=int, default=4, help="rounds; each asks every variant, in rotating order")

@@ -6,9 +6,11 @@ python -m eval.check out/gemma3-270m-ko-radiology-lora --split test             
 python -m eval.check out/gemma3-270m-ko-radiology-merged --split test --dataset out/hub
 ```
 
-Greedy decoding, at most `--max-new-tokens` (256), batched, on every row of the split; the untuned base answers the
-same prompts. Printed, and written to `quality.json` in the model folder, whose model card then shows it (the card is
-training's: `python -m training card MODEL_DIR` renders it again):
+Greedy decoding, at most `--max-new-tokens` (256), on every row of the split; the untuned base answers the same
+prompts. `--backend` says what generates (`eval/local_answers.py`): llama.cpp's llama-server on a GGUF of each model
+where it is built, else transformers in batches; `quality.json` records which (`generation`). Printed, and written
+to `quality.json` in the model folder, whose model card then shows it (the card is training's: `python -m training
+card MODEL_DIR` renders it again):
 
 - stop rate: answers that end with the end-of-turn token before the limit (target >= 95%);
 - looping answers: answers that repeat a word 4-gram 3 or more times (target 0);
@@ -41,13 +43,15 @@ from ko_radiology.cpu_blas import load_mkl_vendor_shim
 load_mkl_vendor_shim()  # before torch is imported (ko_radiology/cpu_blas.py)
 
 from eval.behaviours import COUNTS, GoldLabels, behaviours, gold_labels
-from ko_radiology.answer_cache import cached_answers
+from eval.local_answers import BACKENDS, DEFAULT_GGUF_TYPE, GGUF_TYPES, choose_backend, local_generator
+from ko_radiology.answer_cache import BATCH_SIZE, cached_answers
 from ko_radiology.atomic_io import write_text_atomically
 from ko_radiology.dataset_folders import dataset_label, load_qa_splits
 from ko_radiology.embedded_models import EMBEDDED_HUB_IDS
 from ko_radiology.generation import Answer, is_adapter
 from ko_radiology.glossary import Glossary
 from ko_radiology.hardware import default_dtype
+from ko_radiology.llama_cpp_answers import SLOTS
 from ko_radiology.model_loading import local_base_for, resolve_model
 from ko_radiology.prompts import TASK_TYPES
 from ko_radiology.reference_metrics import chrf_pp_scores, rouge_l_chars_scores
@@ -227,6 +231,7 @@ def percent_ci(share: float, ci95: list[float]) -> str:
 
 
 def run_check(args: argparse.Namespace) -> dict:
+    choose_backend(args.backend, args.model)  # a backend that is not there stops the check before any work
     with tempfile.TemporaryDirectory() as tmp:
         dataset = args.dataset or str(export_gold_sample(Path(tmp)))
         rows = load_qa_splits(dataset, "qa", [args.split])[args.split]
@@ -236,13 +241,16 @@ def run_check(args: argparse.Namespace) -> dict:
     labels = gold_labels(rows, f"{dataset_name} [{args.split}]")  # a bad label stops the check before generating
     questions = list(zip(rows["report_ko"], rows["instruction"], strict=True))
     base = base_of(args.model, args.base)
-    tuned_answers, untuned = (
-        cached_answers(model, questions, args.max_new_tokens, args.batch_size, args.dtype)
-        for model in (args.model, local_base_for(base) if args.base is None else resolve_model(args.base))
-    )
+    answers_of_each, backend = [], args.backend
+    for model in (args.model, local_base_for(base) if args.base is None else resolve_model(args.base)):
+        generator = local_generator(model, backend, args.gguf_type, args.slots, args.dtype, args.batch_size)
+        answers_of_each.append(cached_answers(model, questions, args.max_new_tokens, generator))
+        backend = generator.backend  # the base answers as the fine-tuned model did: quality.json names one backend
+    tuned_answers, untuned = answers_of_each
     result = quality(tuned_answers, untuned, labels, Glossary.from_tsv())
     result.update(split=args.split, dataset=dataset_name, base=base, subset=args.limit)
     result["max_new_tokens"] = args.max_new_tokens
+    result["generation"] = {"backend": generator.backend, **generator.settings()}
     tasks = labels.tasks or [None] * len(questions)
     answers = [
         {"instruction": q, "task": task, "question_type": kind, "gold": gold}
@@ -285,10 +293,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dataset", help="a `dataset_builder export` folder or Hub id (default: the sample)")
     parser.add_argument("--base", help="the untuned model to compare with (default: the adapter's base)")
     parser.add_argument("--max-new-tokens", type=int, default=256)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument(
+        "--backend", choices=BACKENDS, default="auto", help="how to generate (see eval/local_answers.py)"
+    )
+    parser.add_argument(
+        "--gguf-type", choices=GGUF_TYPES, default=DEFAULT_GGUF_TYPE, help="llama.cpp: the GGUF's type"
+    )
+    parser.add_argument("--slots", type=int, default=SLOTS, help="llama.cpp: answers decoded at once")
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="transformers: questions per generate()")
     parser.add_argument("--limit", type=int, help="answer N rows only, a fixed random subset (seed 0)")
-    parser.add_argument("--dtype", default=default_dtype("check"), choices=["float32", "bfloat16"])
+    parser.add_argument(
+        "--dtype", default=default_dtype("check"), choices=["float32", "bfloat16"], help="transformers: weights dtype"
+    )
     args = parser.parse_args(argv)
+    if args.slots < 1 or args.batch_size < 1:
+        parser.error(f"--slots {args.slots} --batch-size {args.batch_size}: pass 1 or more.")
     if not Path(args.model).is_dir():
         parser.error(f"{args.model} is not a folder. Pass the output_dir of training.sft or of training.export.")
     return args

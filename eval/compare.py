@@ -24,10 +24,13 @@ import pandas as pd
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
+from eval.local_answers import BACKENDS, DEFAULT_GGUF_TYPE, GGUF_TYPES, local_generator
 from eval.tables import ANSWER_SUFFIX, ID, QUESTION, REFERENCE, REPORT, read_table, require_columns, write_table
+from ko_radiology.answer_cache import BATCH_SIZE
 from ko_radiology.arguments import ConfigArgumentParser
 from ko_radiology.cli import run_cli
 from ko_radiology.embedded_models import EMBEDDED_PREFIX
+from ko_radiology.llama_cpp_answers import SLOTS
 from ko_radiology.llm import EndpointOptions, LLMClient, LLMRequest
 from ko_radiology.llm.config import check_base_url
 from ko_radiology.llm.data_use import redact_url
@@ -51,7 +54,14 @@ class CompareOptions:
     split: str = field(default="test", metadata={"help": "Split of a dataset folder to ask."})
     limit: int | None = field(default=None, metadata={"help": "Ask only the first N questions."})
     max_new_tokens: int = field(default=256, metadata={"help": "Most tokens per answer."})
-    batch_size: int = field(default=8, metadata={"help": "Questions per generate() call for local models."})
+    backend: str = field(
+        default="auto", metadata={"help": f"How local models answer: {', '.join(BACKENDS)} (eval/local_answers.py)."}
+    )
+    gguf_type: str = field(
+        default=DEFAULT_GGUF_TYPE, metadata={"help": f"llama.cpp: the GGUF's type ({', '.join(GGUF_TYPES)})."}
+    )
+    slots: int = field(default=SLOTS, metadata={"help": "llama.cpp: answers decoded at once."})
+    batch_size: int = field(default=BATCH_SIZE, metadata={"help": "transformers: questions per generate() call."})
 
 
 @dataclass(frozen=True)
@@ -145,7 +155,8 @@ def ask_local(spec: ModelSpec, table: pd.DataFrame, todo: list[int], options: Co
 
     path = spec.target if is_adapter(spec.target) else resolve_model(spec.target)
     questions = [(table.at[i, REPORT], table.at[i, QUESTION]) for i in todo]
-    answers = cached_answers(path, questions, options.max_new_tokens, options.batch_size)
+    generator = local_generator(path, options.backend, options.gguf_type, options.slots, batch_size=options.batch_size)
+    answers = cached_answers(path, questions, options.max_new_tokens, generator)
     for i, answer in zip(todo, answers, strict=True):
         table.at[i, spec.name + ANSWER_SUFFIX] = answer.text
 

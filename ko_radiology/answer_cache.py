@@ -2,18 +2,24 @@
 never generate the same answer twice.
 
     answers = cached_answers("out/adapters/KEY/adapter", [(report_ko, question), ...])
+    answers = cached_answers(path, questions, generator=LlamaCppGenerator(make_gguf))  # llama_cpp_answers.py
 
 Greedy decoding makes an answer a function of the model's files, the prompt and the decoding settings, so those are
-the key. The untuned base never stops by itself and answers every question with all 256 tokens: it is the slow half
-of every check and comparison, and after the first run it costs nothing. Only when some answer is missing is the
-model loaded. The answers live in the LLM client's SQLite store (`ko_radiology.llm.cache.ResponseStore`), keyed like
-an endpoint's: the request body a chat endpoint would be sent, with the model folder as `model` and its files'
-fingerprint and dtype as extra fields; the file is `$KO_RADIOLOGY_CACHE/answers.sqlite`, shared by every run.
+the key; the generator adds what else fixes its answers (`settings()`: the dtype for transformers; the backend, GGUF
+type and llama.cpp version for llama.cpp), so an answer of one backend is never served as another's. The untuned
+base never stops by itself and answers every question with all 256 tokens: it is the slow half of every check and
+comparison, and after the first run it costs nothing. Only when some answer is missing is the model loaded. The
+answers live in the LLM client's SQLite store (`ko_radiology.llm.cache.ResponseStore`), keyed like an endpoint's: the
+request body a chat endpoint would be sent, with the model folder as `model` and its files' fingerprint and the
+generator's settings as extra fields; the file is `$KO_RADIOLOGY_CACHE/answers.sqlite`, shared by every run.
 """
 
 import gc
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar, Protocol
 
 from tqdm.auto import tqdm
 
@@ -27,6 +33,52 @@ from ko_radiology.prompts import build_messages
 MODEL_FILES = ("*.safetensors", "*.bin", "adapter_config.json", "config.json", "tokenizer.json", "chat_template.jinja")
 LENGTH = "length"
 """`finish_reason` of an answer cut at `max_new_tokens`; a stopped one records the stop token it ended with."""
+BATCH_SIZE = 8
+"""Questions per `generate()` call. 16 was 1.1-1.2x as fast on 2 CPU cores (bench/bench_check_generation.py) but gave
+other bf16 answers to 9 of 40 questions (the sums' order follows the batch's shape); 8 keeps the published checks
+reproducible."""
+
+SaveAnswer = Callable[[int, Answer], None]
+"""Stores the answer to the question at an index of the list a generator was given, as soon as it is generated."""
+
+
+class AnswerGenerator(Protocol):
+    """What answers the questions the cache is missing: transformers here, llama.cpp in
+    `ko_radiology.llama_cpp_answers`."""
+
+    backend: ClassVar[str]
+
+    def settings(self) -> dict:
+        """What, besides the model's files, the prompt and `max_new_tokens`, fixes an answer: part of its key."""
+
+    def generate(self, path: str, questions: list[tuple[str, str]], max_new_tokens: int, save: SaveAnswer) -> None:
+        """Answer every `(report, instruction)` greedily, calling `save(index, answer)` as each is generated."""
+
+
+@dataclass(frozen=True)
+class TransformersGenerator:
+    """The model loaded by transformers (an adapter merged in memory), batched with left padding."""
+
+    backend: ClassVar[str] = "transformers"
+    dtype: str = default_dtype("check")
+    """The quality check's (bf16 where the CPU computes it natively), so `eval.check` and `eval.compare` ask for the
+    same answers: the judge scores the answers whose reference metrics the check reports, and the base's
+    never-stopping answers are generated once per machine, not once per dtype."""
+    batch_size: int = BATCH_SIZE
+
+    def settings(self) -> dict:
+        return {"dtype": self.dtype}
+
+    def generate(self, path: str, questions: list[tuple[str, str]], max_new_tokens: int, save: SaveAnswer) -> None:
+        model, tokenizer = load_for_generation(path, dtype=self.dtype)
+        for start in tqdm(range(0, len(questions), self.batch_size), desc="Generating"):
+            batch = questions[start : start + self.batch_size]
+            for offset, answer in enumerate(
+                generate_answers(model, tokenizer, batch, max_new_tokens, self.batch_size)
+            ):
+                save(start + offset, answer)
+        del model
+        gc.collect()  # two 270M models in float32 are 2 GB; a check loads one after the other
 
 
 def answers_store_path() -> Path:
@@ -43,11 +95,11 @@ def model_fingerprint(path: str) -> tuple[str, list]:
     return str(folder.resolve()), [[file.name, file.stat().st_size, file.stat().st_mtime_ns] for file in files]
 
 
-def request_body(model: str, files: list, question: tuple[str, str], max_new_tokens: int, dtype: str) -> dict:
+def request_body(model: str, files: list, question: tuple[str, str], max_new_tokens: int, settings: dict) -> dict:
     """The body a chat endpoint serving this model would be sent (greedy: temperature 0), plus what else fixes a
     local answer."""
     request = LLMRequest(
-        build_messages(*question), max_tokens=max_new_tokens, extra={"model_files": files, "dtype": dtype}
+        build_messages(*question), max_tokens=max_new_tokens, extra={"model_files": files, **settings}
     )
     return request.body(model)
 
@@ -66,21 +118,20 @@ def cached_answers(
     path: str,
     questions: list[tuple[str, str]],
     max_new_tokens: int = 256,
-    batch_size: int = 8,
-    dtype: str = default_dtype("check"),
+    generator: AnswerGenerator | None = None,
 ) -> list[Answer]:
-    """Answers of the adapter or merged model in `path` to `(report, instruction)` pairs, generating only the missing.
+    """Answers of the adapter or merged model in `path` to `(report, instruction)` pairs, generating only the missing
+    with `generator` (default: `TransformersGenerator()`).
 
-    The dtype defaults to the quality check's (bf16 where the CPU computes it natively), so `eval.check` and
-    `eval.compare` ask for the same answers: the judge scores the answers whose reference metrics the check reports,
-    and the base's never-stopping answers are generated once per machine, not once per dtype.
-
-    Each batch is stored as soon as it is generated, so an interrupted run resumes where it stopped. Batches group the
-    missing questions by length; an answer batched differently could differ in the last floating-point bits, which
-    greedy decoding turns into a different token only on a near-tie, and the first answer stored is kept.
+    Each answer is stored as soon as it is generated, so an interrupted run resumes where it stopped. The missing
+    questions go to the generator grouped by length; an answer batched differently could differ in the last
+    floating-point bits, which greedy decoding turns into a different token only on a near-tie, and the first answer
+    stored is kept.
     """
+    generator = generator or TransformersGenerator()
     model, files = model_fingerprint(path)
-    bodies = [request_body(model, files, question, max_new_tokens, dtype) for question in questions]
+    settings = generator.settings()
+    bodies = [request_body(model, files, question, max_new_tokens, settings) for question in questions]
     keys = [cache_key(body) for body in bodies]
     store = ResponseStore(answers_store_path(), run_id=uuid.uuid4().hex)
     try:
@@ -93,26 +144,12 @@ def cached_answers(
             print(f"All {len(questions)} answers of {path} from the cache ({store.path}).", flush=True)
         else:
             print(f"Answering {len(missing)} of {len(questions)} questions with {path} ...", flush=True)
-            generate_into(store, path, [asked[key] for key in missing], max_new_tokens, batch_size, dtype)
+
+            def save(index: int, answer: Answer) -> None:
+                body = asked[missing[index]][0]
+                store.save(missing[index], body, to_completion(answer), "sent", cost=0.0)
+
+            generator.generate(path, [asked[key][1] for key in missing], max_new_tokens, save)
         return [to_answer(store.get(key)) for key in keys]
     finally:
         store.close()
-
-
-def generate_into(
-    store: ResponseStore,
-    path: str,
-    todo: list[tuple[dict, tuple[str, str]]],
-    max_new_tokens: int,
-    batch_size: int,
-    dtype: str,
-) -> None:
-    """Generate the answers to `todo` (request body, question) and store each batch as soon as it is generated."""
-    model, tokenizer = load_for_generation(path, dtype=dtype)
-    for start in tqdm(range(0, len(todo), batch_size), desc="Generating"):
-        batch = todo[start : start + batch_size]
-        answers = generate_answers(model, tokenizer, [question for _, question in batch], max_new_tokens, batch_size)
-        for (body, _), answer in zip(batch, answers, strict=True):
-            store.save(cache_key(body), body, to_completion(answer), "sent", cost=0.0)
-    del model
-    gc.collect()  # two 270M models in float32 are 2 GB; a check loads one after the other

@@ -12,8 +12,6 @@ times slower to generate with (with trainable token rows it rebuilds the 262k-ro
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from ko_radiology.chat_tokens import require_chat_template, template_special_tokens
 from ko_radiology.hardware import default_dtype
 from ko_radiology.model_loading import load_model_and_tokenizer, local_base_for
@@ -44,6 +42,7 @@ def load_for_generation(path: str | Path, dtype: str = default_dtype("serve")):
     The adapter's base is the Hub id its `adapter_config.json` names; where that id is an embedded model prepared here,
     the prepared copy is loaded (what it was trained on, and available offline).
     """
+    import torch
     from peft import PeftConfig, PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -74,6 +73,8 @@ def generate_answers(
     batch_size: int = 8,
 ) -> list[Answer]:
     """Greedy answers to `(report, instruction)` pairs, in their order; batches group prompts of similar length."""
+    import torch
+
     stops = stop_token_ids(model, tokenizer)
     prompts = [
         tokenizer.apply_chat_template(build_messages(report, instruction), add_generation_prompt=True, tokenize=False)

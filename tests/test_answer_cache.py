@@ -1,12 +1,11 @@
 """Answers of local models are generated once per model, settings and question, and a changed model is a new one."""
 
-import inspect
 import os
 import shutil
 
 import pytest
 
-from ko_radiology.answer_cache import cached_answers
+from ko_radiology.answer_cache import TransformersGenerator, cached_answers
 from ko_radiology.embedded_models import prepare_tiny_model
 from ko_radiology.generation import generate_answers
 from ko_radiology.hardware import default_dtype
@@ -53,10 +52,10 @@ def test_answers_live_in_the_response_store_and_an_interrupted_run_resumes(tmp_p
 
     monkeypatch.setattr(answer_cache, "generate_answers", interrupted_after_one_batch)
     with pytest.raises(KeyboardInterrupt):
-        cached_answers(str(model), QUESTIONS, max_new_tokens=8, batch_size=1)
+        cached_answers(str(model), QUESTIONS, max_new_tokens=8, generator=TransformersGenerator(batch_size=1))
     monkeypatch.setattr(answer_cache, "generate_answers", generate_answers)
     capsys.readouterr()
-    answers = cached_answers(str(model), QUESTIONS, max_new_tokens=8, batch_size=1)
+    answers = cached_answers(str(model), QUESTIONS, max_new_tokens=8, generator=TransformersGenerator(batch_size=1))
     assert "Answering 1 of 2 questions" in capsys.readouterr().out and batches[0][0] in answers
 
     store = ResponseStore(tmp_path / "cache" / "answers.sqlite", run_id="reader")
@@ -70,10 +69,12 @@ def test_answers_live_in_the_response_store_and_an_interrupted_run_resumes(tmp_p
 
 
 def test_eval_check_and_eval_compare_ask_for_answers_in_one_dtype(tmp_path):
-    """eval.compare takes cached_answers' default dtype, eval.check its `--dtype` default: were they to differ (as
-    float32 against bf16 did on a CPU with native bf16), the judge would score other answers than the check reports
-    and the base's 256-token answers would be generated twice."""
+    """eval.compare takes the transformers generator's default dtype, eval.check its `--dtype` default: were they to
+    differ (as float32 against bf16 did on a CPU with native bf16), the judge would score other answers than the check
+    reports and the base's 256-token answers would be generated twice. Their llama.cpp GGUF type is one default too."""
     from eval.check import parse_args
+    from eval.compare import CompareOptions
 
-    default = inspect.signature(cached_answers).parameters["dtype"].default
-    assert default == parse_args([str(tmp_path)]).dtype == default_dtype("check")
+    check = parse_args([str(tmp_path)])
+    assert TransformersGenerator().dtype == check.dtype == default_dtype("check")
+    assert CompareOptions.__dataclass_fields__["gguf_type"].default == check.gguf_type

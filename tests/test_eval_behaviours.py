@@ -156,7 +156,8 @@ def test_the_docs_fixture_holds_every_field_quality_writes():
     """tests/fixtures/quality.json (what tests/test_docs.py renders) is a quality.json as eval.check writes it now."""
     fixture = json.loads((Path(__file__).parent / "fixtures" / "quality.json").read_text())
     result = quality(answers([YES] * 5), answers([NO] * 5), gold_labels(split(ROWS)), GLOSSARY)
-    assert set(fixture) == set(result) | {"split", "dataset", "base", "subset", "max_new_tokens"}  # run_check's
+    run_checks = {"split", "dataset", "base", "subset", "max_new_tokens", "generation"}
+    assert set(fixture) == set(result) | run_checks
     assert set(fixture["targets"]) == set(result["targets"])
     assert all(
         set(task) == set(result["chrf_pp_by_task"]["질문 답변"]) for task in fixture["chrf_pp_by_task"].values()
