@@ -22,8 +22,10 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 def run_cli(command: Callable[[list[str]], int | None], argv: list[str] | None = None) -> int:
     """Run `command(argv)` (default: `sys.argv[1:]`) as a command line: its return value is the exit status (None is
     0); an error that names the input and the fix (STYLE.md rule 7: `ValueError`, `FileNotFoundError`,
-    `DataUseError`) is one `error: ...` line on stderr and exit status 2, not a traceback."""
+    `DataUseError`) is one `error: ...` line on stderr and exit status 2, not a traceback; a server it started that
+    died (`ServiceError`) is `error: ...` with the end of the server's log and exit status 1."""
     from ko_radiology.llm import DataUseError  # here, not at the top: `ko-radiology --help` stays instant
+    from ko_radiology.processes import ServiceError
 
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
@@ -31,6 +33,9 @@ def run_cli(command: Callable[[list[str]], int | None], argv: list[str] | None =
     except (ValueError, FileNotFoundError, DataUseError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except ServiceError as error:  # a server the command started died: its message ends with the server's log
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 COMMANDS = {

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,10 @@ from eval import check, compare
 from eval.local_answers import gguf_exports_dir, local_generator
 from ko_radiology import llama_cpp
 from ko_radiology.answer_cache import BATCH_SIZE, TransformersGenerator, answers_store_path, cached_answers
+from ko_radiology.cli import EXIT_FAILED, run_cli
 from ko_radiology.embedded_models import prepare_tiny_model
 from ko_radiology.hardware import default_dtype
+from ko_radiology.llama_cpp_answers import LlamaCppGenerator
 from ko_radiology.llm import ResponseStore
 
 QUESTIONS = [("[판독문] 우측 소량 흉수.", "흉수가 있나요?"), ("[판독문] 심장 크기 정상.", "심장은 어떤가요?")]
@@ -103,3 +106,18 @@ def test_llama_cpp_prefills_a_report_once_for_all_its_questions(tiny_model, cach
     log = Path(re.search(r"Started llama-server \(pid \d+, log (.+)\)\.", capsys.readouterr().out).group(1))
     prefilled = [int(tokens) for tokens in re.findall(r"prompt eval time = .* / +(\d+) tokens", log.read_text())]
     assert len(prefilled) == 3 and all(tokens < prefilled[0] / 3 for tokens in prefilled[1:]), prefilled
+
+
+@pytest.mark.skipif(SERVER.path is None, reason=SERVER.reason or "")
+def test_a_llama_server_that_dies_is_an_error_with_its_log_and_exit_status_1(
+    tiny_model, cache_with_llama_cpp, tmp_path, capsys
+):
+    """A GGUF llama-server cannot load: the command ends with `error:` and the end of the server's log, status 1,
+    and no server is left running."""
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\0" * 64)
+    generator = LlamaCppGenerator(lambda path, gguf_type: broken, "f32", slots=1)
+    assert run_cli(lambda argv: cached_answers(str(tiny_model), QUESTIONS, 4, generator)) == EXIT_FAILED
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "llama-server" in err and str(broken) in err
+    assert subprocess.run(["pgrep", "-f", str(broken)], capture_output=True).returncode == 1
