@@ -99,13 +99,17 @@ def test_llama_cpp_without_a_build_is_one_line_and_auto_falls_back(tiny_model, t
 @pytest.mark.skipif(SERVER.path is None, reason=SERVER.reason or "")
 def test_llama_cpp_prefills_a_report_once_for_all_its_questions(tiny_model, cache_with_llama_cpp, capsys):
     """Questions about one report go to one slot in a row, whose KV cache still holds the system prompt and report:
-    llama-server's log shows the later questions prefilled with their own few tokens, not the whole prompt."""
-    report = "[판독문] 우측 소량 흉수가 있으며 심장 크기는 정상이다. 기흉은 없다. 좌측 폐야는 깨끗하다."
-    questions = [(report, "흉수가 있나요?"), (report, "기흉이 있나요?"), (report, "심장 크기는 어떤가요?")]
+    llama-server's log shows each report's prompt prefilled once, and its other questions with their few tokens."""
+    reports = [
+        "[판독문] 우측 소량 흉수가 있으며 심장 크기는 정상이다. 기흉은 없다.",
+        "[판독문] 좌하엽 무기폐. 삽관 튜브 끝은 기관분기부 위 4 cm.",
+    ]
+    asked = ["흉수가 있나요?", "기흉이 있나요?", "심장 크기는 어떤가요?"]
+    questions = [(report, question) for question in asked for report in reports]  # interleaved, as a cache sends them
     cached_answers(str(tiny_model), questions, 4, local_generator(str(tiny_model), "llama.cpp", "f32", slots=2))
     log = Path(re.search(r"Started llama-server \(pid \d+, log (.+)\)\.", capsys.readouterr().out).group(1))
-    prefilled = [int(tokens) for tokens in re.findall(r"prompt eval time = .* / +(\d+) tokens", log.read_text())]
-    assert len(prefilled) == 3 and all(tokens < prefilled[0] / 3 for tokens in prefilled[1:]), prefilled
+    prefilled = sorted(int(tokens) for tokens in re.findall(r"prompt eval time = .* / +(\d+) tokens", log.read_text()))
+    assert len(prefilled) == 6 and all(tokens < prefilled[-2] / 3 for tokens in prefilled[:4]), prefilled
 
 
 @pytest.mark.skipif(SERVER.path is None, reason=SERVER.reason or "")
