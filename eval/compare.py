@@ -167,6 +167,8 @@ def run(options: CompareOptions, endpoint: EndpointOptions) -> int:
         raise ValueError("Pass at least one --model NAME=TARGET.")
     if len({spec.name for spec in specs}) != len(specs):
         raise ValueError("Two --model options share a NAME; each model needs its own column name.")
+    if options.slots < 1 or options.batch_size < 1:
+        raise ValueError(f"--slots {options.slots} --batch_size {options.batch_size}: pass 1 or more.")
     questions = read_questions(options.input, options.split)
     questions = questions.head(options.limit) if options.limit else questions
     table = resume_table(questions.reset_index(drop=True), options.out)

@@ -91,6 +91,8 @@ def test_llama_cpp_without_a_build_is_one_line_and_auto_falls_back(tiny_model, t
     argv = ["--input", str(questions), "--model", f"tiny={tiny_model}", "--max_new_tokens", "3"]
     assert compare.main([*argv, "--out", str(tmp_path / "a.csv"), "--backend", "llama.cpp"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+    assert compare.main([*argv, "--out", str(tmp_path / "a.csv"), "--batch_size", "0"]) == 2
+    assert "--batch_size 0" in capsys.readouterr().err and not (tmp_path / "a.csv").exists()
     assert compare.main([*argv, "--out", str(tmp_path / "b.csv")]) == 0
     said = f"transformers ({default_dtype('check')}, batches of {BATCH_SIZE}): llama.cpp is not available"
     assert said in capsys.readouterr().out
