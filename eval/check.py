@@ -241,11 +241,13 @@ def run_check(args: argparse.Namespace) -> dict:
     labels = gold_labels(rows, f"{dataset_name} [{args.split}]")  # a bad label stops the check before generating
     questions = list(zip(rows["report_ko"], rows["instruction"], strict=True))
     base = base_of(args.model, args.base)
-    answers_of_each, backend = [], args.backend
+    answers_of_each, backend, reason = [], args.backend, None
     for model in (args.model, local_base_for(base) if args.base is None else resolve_model(args.base)):
-        generator = local_generator(model, backend, args.gguf_type, args.slots, args.dtype, args.batch_size)
+        options = (args.gguf_type, args.slots, args.dtype, args.batch_size)
+        generator = local_generator(model, backend, *options, reason=reason)
         answers_of_each.append(cached_answers(model, questions, args.max_new_tokens, generator))
-        backend = generator.backend  # the base answers as the fine-tuned model did: quality.json names one backend
+        # quality.json names one backend
+        backend, reason = generator.backend, "the base answers as the fine-tuned model did"
     tuned_answers, untuned = answers_of_each
     result = quality(tuned_answers, untuned, labels, Glossary.from_tsv())
     result.update(split=args.split, dataset=dataset_name, base=base, subset=args.limit)

@@ -85,12 +85,15 @@ def local_generator(
     slots: int = SLOTS,
     dtype: str | None = None,
     batch_size: int | None = None,
+    reason: str | None = None,
 ) -> AnswerGenerator:
-    """The answer cache's generator for `path` as the flags ask, announcing the backend; `dtype` and `batch_size` are
-    transformers' (None: its defaults)."""
+    """The answer cache's generator for `path` as the flags ask, announcing the backend and why (`reason` where the
+    caller chose it, as eval.check does for the base); `dtype` and `batch_size` are transformers' (None: its
+    defaults)."""
     if gguf_type not in GGUF_TYPES:
         raise ValueError(f"--gguf-type {gguf_type} is not one of {', '.join(GGUF_TYPES)}.")
     chosen, why = choose_backend(backend, path)
+    why = reason or why
     if chosen == "llama.cpp" and backend == "auto":
         try:  # before any answer is keyed: an answer is stored under the backend that made it
             exported_gguf(path, gguf_type)
