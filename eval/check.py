@@ -242,11 +242,11 @@ def run_check(args: argparse.Namespace) -> dict:
     questions = list(zip(rows["report_ko"], rows["instruction"], strict=True))
     base = base_of(args.model, args.base)
     answers_of_each, backend, reason = [], args.backend, None
+    options = (args.gguf_type, args.slots, args.dtype, args.batch_size)
     for model in (args.model, local_base_for(base) if args.base is None else resolve_model(args.base)):
-        options = (args.gguf_type, args.slots, args.dtype, args.batch_size)
         generator = local_generator(model, backend, *options, reason=reason)
         answers_of_each.append(cached_answers(model, questions, args.max_new_tokens, generator))
-        # quality.json names one backend
+        # the base follows the fine-tuned model's backend, so quality.json names one
         backend, reason = generator.backend, "the base answers as the fine-tuned model did"
     tuned_answers, untuned = answers_of_each
     result = quality(tuned_answers, untuned, labels, Glossary.from_tsv())

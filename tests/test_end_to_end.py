@@ -113,6 +113,7 @@ def test_make_pipeline_runs_every_stage_then_redoes_nothing(out_dir):
     assert (report.parent / "scores.png").stat().st_size > 0
     quality = Path(re.search(r"against the gold answers: (\S+quality\.json)", output).group(1))
     assert '"chrf_pp"' in quality.read_text()
+    assert "the base answers as the fine-tuned model did" in output  # not a --backend flag the user never passed
     assert processes_mentioning(str(out_dir)) == []  # the judge servers were stopped
 
     again = MakeRun("pipeline", **variables).finish(60)
