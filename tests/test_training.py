@@ -498,6 +498,15 @@ def test_missing_recipe_is_one_line(tmp_path, capsys):
     assert err.count("\n") == 1 and "does not exist. Pick one of training/recipes/*.yaml" in err
 
 
+def test_full_fine_tuning_is_refused_before_training(tmp_path, gold_hub_folder, capsys):
+    """Without the refusal, `--use_peft false` trained for minutes and then failed writing the adapter's card."""
+    args = ["--config", str(write_recipe(tmp_path / "tiny.yaml")), "--dataset_name", str(gold_hub_folder)]
+    assert cli([*args, "--output_dir", str(tmp_path / "out"), "--use_peft", "false"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "use_peft is false" in err and "set use_peft: true" in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_negative_unlikelihood_weight_is_one_line(tmp_path, gold_hub_folder, capsys):
     args = ["--config", str(write_recipe(tmp_path / "tiny.yaml")), "--dataset_name", str(gold_hub_folder)]
     assert cli([*args, "--unlikelihood_weight", "-1"]) == 2

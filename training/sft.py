@@ -384,6 +384,12 @@ def parse_args(args: list[str] | None = None) -> tuple[QAScriptArguments, SFTCon
     if recipe is not None:
         check_recipe(recipe)
     script_args, training_args, model_args = make_parser().parse_args_and_config(args)
+    if not model_args.use_peft:
+        raise ValueError(
+            "use_peft is false, but training.sft trains, saves and pushes a LoRA adapter (its card, training.export "
+            "and eval.check's base are an adapter's): set use_peft: true. Full fine-tuning of the 270M base answered "
+            "no better than LoRA (README, What moved each behaviour)."
+        )
     return script_args, training_args, model_args, recipe
 
 
